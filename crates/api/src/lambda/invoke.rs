@@ -1,0 +1,116 @@
+//! Invoke: runs a function and answers with its result, Lambda-style.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use base64::Engine as _;
+use nimbus_control::{Invoke, Platform};
+use nimbus_core::{limits, Error, ErrorKind};
+
+use super::read_body;
+use crate::{ApiError, RequestId};
+
+/// Longest `X-Amz-Client-Context`, bytes of base64.
+const CLIENT_CONTEXT_MAX: usize = 3583;
+
+fn bad_content(message: String) -> Error {
+    Error::new(ErrorKind::InvalidRequestContent, message)
+}
+
+/// Decodes `X-Amz-Client-Context` (base64 JSON) into the JSON the runtime receives.
+fn client_context(headers: &HeaderMap) -> Result<Option<String>, Error> {
+    let Some(raw) = headers.get("x-amz-client-context") else {
+        return Ok(None);
+    };
+    let bad = || bad_content("Client context must be a valid Base64-encoded JSON object.".into());
+    let raw = raw.to_str().map_err(|_| bad())?;
+    if raw.len() > CLIENT_CONTEXT_MAX {
+        return Err(Error::invalid(format!(
+            "Client context must be at most {CLIENT_CONTEXT_MAX} bytes"
+        )));
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(raw)
+        .map_err(|_| bad())?;
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&decoded)
+        .map_err(|_| bad())?;
+    String::from_utf8(decoded).map(Some).map_err(|_| bad())
+}
+
+/// `POST /2015-03-31/functions/{name}/invocations`.
+pub(crate) async fn invoke(
+    State(platform): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let invocation_type = headers
+        .get("x-amz-invocation-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("RequestResponse");
+    let qualifier = params.get("Qualifier").cloned();
+    match invocation_type {
+        "RequestResponse" => {}
+        "DryRun" => {
+            platform.get_function(&name, qualifier.as_deref()).await?;
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        "Event" => return Err(Error::invalid(
+            "InvocationType Event is not available yet on this server; invoke with RequestResponse",
+        )
+        .into()),
+        other => {
+            return Err(Error::validation(
+                other,
+                "invocationType",
+                "Member must satisfy enum value set: [Event, RequestResponse, DryRun]",
+            )
+            .into())
+        }
+    }
+    let payload = read_body(body, limits::SYNC_PAYLOAD_MAX_BYTES, "InvokeFunction").await?;
+    let payload = if payload.iter().all(u8::is_ascii_whitespace) {
+        bytes::Bytes::from_static(b"{}")
+    } else {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&payload) {
+            return Err(bad_content(format!(
+                "Could not parse request body into json: Could not parse payload into json: {e}"
+            ))
+            .into());
+        }
+        payload
+    };
+    let result = platform
+        .invoke(Invoke {
+            function: name,
+            qualifier,
+            payload,
+            client_context: client_context(&headers)?,
+            request_id,
+        })
+        .await?;
+    let mut response = (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        result.payload,
+    )
+        .into_response();
+    let out = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&result.executed_version) {
+        out.insert("x-amz-executed-version", v);
+    }
+    if result.function_error {
+        out.insert(
+            "x-amz-function-error",
+            HeaderValue::from_static("Unhandled"),
+        );
+    }
+    Ok(response)
+}

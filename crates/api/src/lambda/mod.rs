@@ -1,0 +1,73 @@
+//! The Lambda API (restJson, as botocore sends it): one module per resource.
+
+mod account;
+mod functions;
+mod invoke;
+mod shapes;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::routing::{get, post, put};
+use axum::Router;
+use bytes::Bytes;
+use nimbus_control::Platform;
+use nimbus_core::{Error, ErrorKind};
+use serde::de::DeserializeOwned;
+
+/// The Lambda API's routes.
+pub(crate) fn routes() -> Router<Arc<Platform>> {
+    Router::new()
+        .route(
+            "/2015-03-31/functions",
+            post(functions::create).get(functions::list),
+        )
+        .route("/2015-03-31/functions/", get(functions::list))
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(functions::get).delete(functions::delete),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(functions::get_configuration).put(functions::update_configuration),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/code",
+            put(functions::update_code),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            post(invoke::invoke),
+        )
+        .route("/2016-08-19/account-settings", get(account::get))
+        .route("/2016-08-19/account-settings/", get(account::get))
+        .route(
+            "/nimbus/v1/functions/{name}/code",
+            get(functions::download_code),
+        )
+}
+
+/// Reads a body of at most `limit` bytes, answering Lambda's error when it is larger.
+pub(crate) async fn read_body(body: Body, limit: usize, operation: &str) -> Result<Bytes, Error> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        Error::new(
+            ErrorKind::RequestTooLarge,
+            format!("Request must be smaller than {limit} bytes for the {operation} operation"),
+        )
+    })
+}
+
+/// Parses a JSON request body (an empty body reads as `{}`).
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    serde_json::from_slice(body).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidRequestContent,
+            format!("Could not parse request body into json: {e}"),
+        )
+    })
+}

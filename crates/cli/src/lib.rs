@@ -1,0 +1,68 @@
+//! The `nimbus` client commands: they talk to a Nimbus server through the Lambda API.
+
+mod client;
+mod commands;
+mod manifest;
+
+use clap::{Subcommand, ValueEnum};
+
+pub use client::{Client, ClientError};
+pub use commands::{deploy::DeployArgs, init::InitArgs, invoke::InvokeArgs};
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// Readable text.
+    #[default]
+    Human,
+    /// JSON, for scripts.
+    Json,
+}
+
+/// Options every client command shares.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The server's base URL.
+    pub endpoint: String,
+    /// How to print results.
+    pub output: Output,
+}
+
+/// The client commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a ready-to-deploy function template in DIR.
+    Init(InitArgs),
+    /// Zip and upload a function, creating or updating it.
+    Deploy(DeployArgs),
+    /// Invoke a function and print its result.
+    Invoke(InvokeArgs),
+    /// List functions.
+    Ls,
+    /// Show a function's configuration.
+    Get {
+        /// The function's name.
+        name: String,
+    },
+    /// Delete a function.
+    Rm {
+        /// The function's name.
+        name: String,
+    },
+}
+
+/// What a command run ended with: the process exit code.
+pub type ExitCode = i32;
+
+/// Runs a client command.
+pub async fn run(command: Command, options: Options) -> anyhow::Result<ExitCode> {
+    let client = Client::new(&options.endpoint)?;
+    match command {
+        Command::Init(args) => commands::init::run(args),
+        Command::Deploy(args) => commands::deploy::run(&client, args, options.output).await,
+        Command::Invoke(args) => commands::invoke::run(&client, args).await,
+        Command::Ls => commands::list::run(&client, options.output).await,
+        Command::Get { name } => commands::get::run(&client, &name, options.output).await,
+        Command::Rm { name } => commands::remove::run(&client, &name).await,
+    }
+}

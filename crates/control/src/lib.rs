@@ -1,0 +1,401 @@
+//! The control plane: function lifecycle operations (create, read, update, delete, list)
+//! over the stores, and the entry point of invocations. The `api` crate calls only this.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use nimbus_core::arn::{parse_function_ref, ArnScope};
+use nimbus_core::model::{lambda_timestamp, new_revision_id, LATEST};
+use nimbus_core::validate::{self, SpecPatch};
+use nimbus_core::{limits, Error, ErrorKind, FunctionConfig};
+use nimbus_scheduler::{InvokeError, InvokeRequest, InvokeResult, Scheduler};
+use nimbus_store::{CodeCache, MetadataStore, StoreError};
+
+pub use nimbus_core::error::Result;
+
+/// What Nimbus knows and runs: the stores, the scheduler, and where ARNs point.
+pub struct Platform {
+    meta: Arc<dyn MetadataStore>,
+    code: Arc<CodeCache>,
+    scheduler: Arc<Scheduler>,
+    scope: ArnScope,
+}
+
+/// A page of a list.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items on this page.
+    pub items: Vec<T>,
+    /// Where the next page starts, if there is one.
+    pub next_marker: Option<String>,
+}
+
+/// Account-wide usage, for GetAccountSettings.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountUsage {
+    /// Number of functions.
+    pub function_count: u64,
+    /// Bytes of code stored.
+    pub total_code_size: u64,
+}
+
+/// One invocation as the control plane receives it.
+#[derive(Debug, Clone)]
+pub struct Invoke {
+    /// The `FunctionName` path parameter.
+    pub function: String,
+    /// The `Qualifier` query parameter.
+    pub qualifier: Option<String>,
+    /// The event, already checked to be JSON.
+    pub payload: Bytes,
+    /// Decoded client context JSON.
+    pub client_context: Option<String>,
+    /// The request id.
+    pub request_id: String,
+}
+
+fn store_error(e: StoreError) -> Error {
+    match e {
+        StoreError::Unpack(unpack) if unpack.is_user_error() => match unpack {
+            nimbus_store::UnpackError::TooLarge { .. } => Error::invalid(unpack.to_string()),
+            other => Error::invalid(format!(
+                "Could not unzip uploaded file. Please check your file, then try to upload again. ({other})"
+            )),
+        },
+        other => {
+            tracing::error!(error = %other, "storage failure");
+            Error::service(other)
+        }
+    }
+}
+
+impl Platform {
+    /// A platform over these stores and scheduler.
+    pub fn new(
+        meta: Arc<dyn MetadataStore>,
+        code: Arc<CodeCache>,
+        scheduler: Arc<Scheduler>,
+        scope: ArnScope,
+    ) -> Self {
+        Platform {
+            meta,
+            code,
+            scheduler,
+            scope,
+        }
+    }
+
+    /// Where ARNs point.
+    pub fn scope(&self) -> &ArnScope {
+        &self.scope
+    }
+
+    /// The scheduler that runs invocations.
+    pub fn scheduler(&self) -> &Arc<Scheduler> {
+        &self.scheduler
+    }
+
+    /// Checks a code zip's size and stores it (nothing is stored if it is refused).
+    async fn install_code(&self, zip: Bytes) -> Result<nimbus_store::code::Installed> {
+        if zip.len() as u64 > limits::CODE_ZIPPED_MAX_BYTES {
+            return Err(Error::new(
+                ErrorKind::RequestTooLarge,
+                format!(
+                    "Zipped size must be smaller than {} bytes",
+                    limits::CODE_ZIPPED_MAX_BYTES
+                ),
+            ));
+        }
+        self.code.install(zip).await.map_err(store_error)
+    }
+
+    /// CreateFunction: validates everything, stores the code, then records the function.
+    pub async fn create_function(
+        &self,
+        name: &str,
+        patch: SpecPatch,
+        zip: Bytes,
+    ) -> Result<FunctionConfig> {
+        validate::function_name(name)?;
+        let spec = patch.into_new_spec()?;
+        if self
+            .meta
+            .get_function(name)
+            .await
+            .map_err(store_error)?
+            .is_some()
+        {
+            return Err(self.exists(name));
+        }
+        let installed = self.install_code(zip).await?;
+        let config = FunctionConfig {
+            name: name.to_owned(),
+            version: LATEST.to_owned(),
+            spec,
+            code_sha256_hex: installed.sha256_hex,
+            code_size: installed.size,
+            code_unzipped_size: installed.unzipped_size,
+            revision_id: new_revision_id(),
+            last_modified: lambda_timestamp(chrono::Utc::now()),
+        };
+        match self.meta.insert_function(&config).await {
+            Ok(()) => Ok(config),
+            Err(StoreError::Conflict) => Err(self.exists(name)),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    fn exists(&self, name: &str) -> Error {
+        Error::new(
+            ErrorKind::ResourceConflict,
+            format!("Function already exist: {name}"),
+        )
+    }
+
+    /// Resolves a `FunctionName` parameter plus optional `Qualifier` to the stored function.
+    /// Only `$LATEST` exists until versions are published.
+    pub async fn get_function(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<FunctionConfig> {
+        let (name, qualifier) = self.resolve(function, qualifier)?;
+        let config = self.meta.get_function(&name).await.map_err(store_error)?;
+        match (config, qualifier.as_deref()) {
+            (Some(config), None | Some(LATEST)) => Ok(config),
+            (Some(_), Some(q)) => Err(Error::function_not_found(
+                &self.scope.qualified_arn(&name, q),
+            )),
+            (None, Some(q)) if q != LATEST => Err(Error::function_not_found(
+                &self.scope.qualified_arn(&name, q),
+            )),
+            (None, _) => Err(Error::function_not_found(&self.scope.function_arn(&name))),
+        }
+    }
+
+    /// Splits a `FunctionName` into name and qualifier, checking it against `?Qualifier`.
+    fn resolve(&self, function: &str, qualifier: Option<&str>) -> Result<(String, Option<String>)> {
+        let reference = parse_function_ref(function)?;
+        if let Some(q) = qualifier {
+            if !validate::is_qualifier(q) {
+                return Err(Error::validation(
+                    q,
+                    "qualifier",
+                    "Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)",
+                ));
+            }
+        }
+        let qualifier = match (reference.qualifier, qualifier) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::invalid(
+                    "The derived qualifier from the function name does not match the specified qualifier.",
+                ))
+            }
+            (a, b) => a.or(b.map(str::to_owned)),
+        };
+        Ok((reference.name, qualifier))
+    }
+
+    /// ListFunctions: functions in name order, at most 50 a page.
+    pub async fn list_functions(
+        &self,
+        marker: Option<&str>,
+        max_items: Option<i64>,
+    ) -> Result<Page<FunctionConfig>> {
+        let page = match max_items {
+            None => limits::LIST_PAGE_MAX,
+            Some(n) if (1..=10_000).contains(&n) => (n as usize).min(limits::LIST_PAGE_MAX),
+            Some(n) => {
+                return Err(Error::validation(
+                    &n.to_string(),
+                    "maxItems",
+                    "Member must have value between 1 and 10000",
+                ))
+            }
+        };
+        let mut items = self
+            .meta
+            .list_functions(marker.filter(|m| !m.is_empty()), page + 1)
+            .await
+            .map_err(store_error)?;
+        let next_marker = if items.len() > page {
+            items.truncate(page);
+            items.last().map(|f| f.name.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next_marker })
+    }
+
+    /// Checks a caller's `RevisionId` precondition against the stored one.
+    fn check_revision(current: &FunctionConfig, expected: Option<&str>) -> Result<()> {
+        match expected {
+            Some(rev) if rev != current.revision_id => Err(Error::new(
+                ErrorKind::PreconditionFailed,
+                "The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stores `next` in place of `current`, retiring instances of the old revision.
+    async fn replace(
+        &self,
+        current: &FunctionConfig,
+        next: FunctionConfig,
+    ) -> Result<FunctionConfig> {
+        match self.meta.replace_function(&next, &current.revision_id).await {
+            Ok(()) => {
+                self.scheduler.retire(&next.name, Some(&next.revision_id));
+                Ok(next)
+            }
+            Err(StoreError::Stale) => Err(Error::new(
+                ErrorKind::ResourceConflict,
+                format!(
+                    "The operation cannot be performed at this time. An update is in progress for resource: {}",
+                    self.scope.function_arn(&current.name)
+                ),
+            )),
+            Err(e) => Err(store_error(e)),
+        }
+    }
+
+    /// UpdateFunctionCode: new code for `$LATEST`. With `dry_run`, only checks it.
+    pub async fn update_code(
+        &self,
+        function: &str,
+        zip: Bytes,
+        revision_id: Option<&str>,
+        dry_run: bool,
+    ) -> Result<FunctionConfig> {
+        let current = self.get_unqualified(function).await?;
+        Self::check_revision(&current, revision_id)?;
+        let installed = self.install_code(zip).await?;
+        let next = FunctionConfig {
+            code_sha256_hex: installed.sha256_hex,
+            code_size: installed.size,
+            code_unzipped_size: installed.unzipped_size,
+            revision_id: new_revision_id(),
+            last_modified: lambda_timestamp(chrono::Utc::now()),
+            ..current.clone()
+        };
+        if dry_run {
+            return Ok(next);
+        }
+        self.replace(&current, next).await
+    }
+
+    /// UpdateFunctionConfiguration: new settings for `$LATEST`.
+    pub async fn update_configuration(
+        &self,
+        function: &str,
+        patch: SpecPatch,
+        revision_id: Option<&str>,
+    ) -> Result<FunctionConfig> {
+        let current = self.get_unqualified(function).await?;
+        Self::check_revision(&current, revision_id)?;
+        let spec = patch.apply_to(&current.spec)?;
+        let next = FunctionConfig {
+            spec,
+            revision_id: new_revision_id(),
+            last_modified: lambda_timestamp(chrono::Utc::now()),
+            ..current.clone()
+        };
+        self.replace(&current, next).await
+    }
+
+    /// The function named by an operation that takes no qualifier.
+    async fn get_unqualified(&self, function: &str) -> Result<FunctionConfig> {
+        let (name, qualifier) = self.resolve(function, None)?;
+        if let Some(q) = qualifier {
+            if q != LATEST {
+                return Err(Error::invalid(format!(
+                    "Qualifier '{q}' is not allowed here: this operation changes $LATEST"
+                )));
+            }
+        }
+        self.get_function(&name, None).await
+    }
+
+    /// DeleteFunction: removes the function and retires its instances.
+    pub async fn delete_function(&self, function: &str, qualifier: Option<&str>) -> Result<()> {
+        let (name, qualifier) = self.resolve(function, qualifier)?;
+        if let Some(q) = qualifier {
+            self.get_function(&name, Some(&q)).await?;
+            return Err(Error::invalid(
+                "$LATEST version cannot be deleted without deleting the function.",
+            ));
+        }
+        if !self
+            .meta
+            .delete_function(&name)
+            .await
+            .map_err(store_error)?
+        {
+            return Err(Error::function_not_found(&self.scope.function_arn(&name)));
+        }
+        self.scheduler.retire(&name, None);
+        Ok(())
+    }
+
+    /// The code zip of the function named by `function` (for GetFunction's download link).
+    pub async fn code_zip(&self, function: &str) -> Result<Bytes> {
+        let config = self.get_function(function, None).await?;
+        self.code
+            .zip(&config.code_sha256_hex)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Usage figures for GetAccountSettings.
+    pub async fn account_usage(&self) -> Result<AccountUsage> {
+        let (function_count, total_code_size) = self.meta.usage().await.map_err(store_error)?;
+        Ok(AccountUsage {
+            function_count,
+            total_code_size,
+        })
+    }
+
+    /// Invoke (RequestResponse): runs the function and returns its result or error payload.
+    pub async fn invoke(&self, request: Invoke) -> Result<InvokeResult> {
+        let function = self
+            .get_function(&request.function, request.qualifier.as_deref())
+            .await?;
+        let invoked_arn = match &request.qualifier {
+            Some(q) => self.scope.qualified_arn(&function.name, q),
+            None => self.scope.function_arn(&function.name),
+        };
+        let result = self
+            .scheduler
+            .invoke(
+                &function,
+                InvokeRequest {
+                    request_id: request.request_id,
+                    payload: request.payload,
+                    invoked_arn,
+                    client_context: request.client_context,
+                },
+            )
+            .await;
+        match result {
+            Ok(result) => Ok(result),
+            Err(InvokeError::ShuttingDown) => Err(Error::new(
+                ErrorKind::Service,
+                "the server is shutting down; retry against a running server",
+            )),
+            Err(e) => {
+                tracing::error!(function = %function.name, error = %e, "invoke failed");
+                Err(Error::service(e))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod send_check {
+    #[allow(dead_code)]
+    fn invoke_is_send(p: &super::Platform, i: super::Invoke) {
+        fn is_send<T: Send>(_: T) {}
+        is_send(p.invoke(i));
+    }
+}

@@ -1,0 +1,147 @@
+//! The function model: a function's runtime, its configuration, and its stored record.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Which kind of process runs a function's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuntimeFamily {
+    /// Nimbus's built-in Python runtime client on a Python interpreter.
+    Python,
+    /// Nimbus's built-in Node.js runtime client on Node.js.
+    Node,
+    /// The package's own `bootstrap` executable, speaking the Runtime API.
+    Provided,
+}
+
+/// Runtime identifiers Nimbus runs, as Lambda spells them.
+pub const KNOWN_RUNTIMES: &[&str] = &[
+    "python3.9",
+    "python3.10",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+    "python3.14",
+    "nodejs18.x",
+    "nodejs20.x",
+    "nodejs22.x",
+    "nodejs24.x",
+    "provided",
+    "provided.al2",
+    "provided.al2023",
+];
+
+/// A runtime identifier such as `python3.12`, known to be one Nimbus runs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Runtime(String);
+
+impl Runtime {
+    /// Parses a runtime identifier; unknown identifiers are an `InvalidParameterValue` error.
+    pub fn parse(id: &str) -> Result<Self> {
+        if KNOWN_RUNTIMES.contains(&id) {
+            Ok(Runtime(id.to_owned()))
+        } else {
+            Err(Error::invalid(format!(
+                "Value {id} at 'runtime' failed to satisfy constraint: Member must satisfy enum value set: [{}] or be a valid ARN",
+                KNOWN_RUNTIMES.join(", ")
+            )))
+        }
+    }
+
+    /// The identifier, e.g. `nodejs20.x`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Which kind of process runs this runtime.
+    pub fn family(&self) -> RuntimeFamily {
+        if self.0.starts_with("python") {
+            RuntimeFamily::Python
+        } else if self.0.starts_with("nodejs") {
+            RuntimeFamily::Node
+        } else {
+            RuntimeFamily::Provided
+        }
+    }
+}
+
+impl TryFrom<String> for Runtime {
+    type Error = Error;
+    fn try_from(value: String) -> Result<Self> {
+        Runtime::parse(&value)
+    }
+}
+
+impl From<Runtime> for String {
+    fn from(value: Runtime) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for Runtime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a user sets about a function, validated: everything but its code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionSpec {
+    /// The runtime that runs the code.
+    pub runtime: Runtime,
+    /// `module.function` for built-in runtimes; passed as `_HANDLER` to `bootstrap`.
+    pub handler: String,
+    /// The execution role's ARN (kept for compatibility; Nimbus grants no AWS access).
+    pub role: String,
+    /// Memory limit, MB.
+    pub memory_mb: u32,
+    /// Timeout of one invocation, seconds.
+    pub timeout_s: u32,
+    /// Free text.
+    pub description: String,
+    /// The user's environment variables; `None` when never set (Lambda then omits the field).
+    pub environment: Option<BTreeMap<String, String>>,
+    /// The instruction set, `x86_64` or `arm64`.
+    pub architecture: String,
+    /// Size of `/tmp`, MB.
+    pub ephemeral_storage_mb: u32,
+}
+
+/// A function version as stored: its name, spec, code identity and revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionConfig {
+    /// The function's name.
+    pub name: String,
+    /// `$LATEST`, or a published version number.
+    pub version: String,
+    /// Everything the user configured.
+    pub spec: FunctionSpec,
+    /// Hex SHA-256 of the code zip; names the blob and the unpacked directory.
+    pub code_sha256_hex: String,
+    /// Size of the code zip, bytes.
+    pub code_size: u64,
+    /// Size of the unpacked code, bytes.
+    pub code_unzipped_size: u64,
+    /// Changes on every mutation of the function.
+    pub revision_id: String,
+    /// When the function last changed, as Lambda formats it.
+    pub last_modified: String,
+}
+
+/// The `$LATEST` version's name.
+pub const LATEST: &str = "$LATEST";
+
+/// Lambda's timestamp format, e.g. `2019-09-24T18:37:26.181+0000`.
+pub fn lambda_timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string()
+}
+
+/// A new revision id.
+pub fn new_revision_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}

@@ -1,0 +1,68 @@
+//! The `nimbus` binary: the server and the client commands, as one program.
+
+mod server;
+
+use clap::{Parser, Subcommand};
+
+/// Nimbus: a self-hosted functions-as-a-service platform that speaks the AWS Lambda API.
+#[derive(Debug, Parser)]
+#[command(name = "nimbus", version, about)]
+struct Cli {
+    /// The server the client commands talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "NIMBUS_ENDPOINT",
+        default_value = "http://127.0.0.1:9300"
+    )]
+    endpoint: String,
+    /// How client commands print results.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    output: nimbus_cli::Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the Nimbus server.
+    Server(server::ServerArgs),
+    #[command(flatten)]
+    Client(nimbus_cli::Command),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Server(args) => server::run(args).await.map(|()| 0),
+            Command::Client(command) => {
+                let options = nimbus_cli::Options {
+                    endpoint: cli.endpoint,
+                    output: cli.output,
+                };
+                nimbus_cli::run(command, options).await
+            }
+        }
+    });
+    // Dropping the runtime here would wait for instance tasks; exit directly instead.
+    let code = match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code);
+}

@@ -1,0 +1,170 @@
+//! `nimbus server`: opens the stores, starts the scheduler and serves the API.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use nimbus_control::Platform;
+use nimbus_core::arn::ArnScope;
+use nimbus_runtime::{Launcher, RuntimeConfig};
+use nimbus_scheduler::{Scheduler, SchedulerConfig};
+use nimbus_store::{BlobStore, CodeCache, LocalBlobs, MetadataStore, SqliteMetadata};
+
+/// Arguments of `nimbus server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Address to listen on (loopback only until credentials can be configured).
+    #[arg(long, env = "NIMBUS_LISTEN", default_value = "127.0.0.1:9300")]
+    listen: SocketAddr,
+    /// Where metadata, code and runtime files live.
+    #[arg(long, env = "NIMBUS_DATA_DIR", default_value = ".nimbus")]
+    data_dir: PathBuf,
+    /// Python interpreter for python3.* functions (default: the fastest real one found).
+    #[arg(long, env = "NIMBUS_PYTHON")]
+    python: Option<PathBuf>,
+    /// Node.js for nodejs* functions (default: `node` found on the system).
+    #[arg(long, env = "NIMBUS_NODE")]
+    node: Option<PathBuf>,
+    /// Region reported in ARNs and to functions.
+    #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
+    region: String,
+    /// Seconds an idle instance is kept warm.
+    #[arg(long, env = "NIMBUS_KEEP_ALIVE", default_value_t = 300)]
+    keep_alive: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    #[arg(long, default_value_t = 10)]
+    shutdown_grace: u64,
+}
+
+/// The first of `candidates` that is an executable file, else `name` found on PATH.
+/// Version-manager shims (pyenv) are skipped: each start through one costs ~90 ms.
+fn find_interpreter(candidates: &[&str], name: &str) -> Option<PathBuf> {
+    let is_file = |p: &Path| p.is_file();
+    if let Some(found) = candidates.iter().map(PathBuf::from).find(|p| is_file(p)) {
+        return Some(found);
+    }
+    let path = std::env::var_os("PATH")?;
+    let dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    let real = dirs
+        .iter()
+        .filter(|d| !d.to_string_lossy().contains("shims"))
+        .map(|d| d.join(name))
+        .find(|p| is_file(p));
+    real.or_else(|| dirs.iter().map(|d| d.join(name)).find(|p| is_file(p)))
+}
+
+/// Runs the server until SIGTERM or SIGINT.
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if !args.listen.ip().is_loopback() {
+        bail!(
+            "refusing to listen on {}: a non-loopback address needs API credentials, which this version cannot configure yet; listen on 127.0.0.1",
+            args.listen
+        );
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    // Instances run in their code directory, so every path handed to them is absolute.
+    let data = &std::fs::canonicalize(&args.data_dir)
+        .with_context(|| format!("resolving data dir {}", args.data_dir.display()))?;
+    let meta: Arc<dyn MetadataStore> = Arc::new(
+        SqliteMetadata::open(&data.join("nimbus.db"))
+            .await
+            .with_context(|| format!("opening metadata in {}", data.display()))?,
+    );
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(&data.join("blobs"))?);
+    let code = Arc::new(CodeCache::open(&data.join("code"), blobs)?);
+    let clients = nimbus_runtime::builtin::install(&data.join("runtime"))?;
+    let python = args
+        .python
+        .or_else(|| find_interpreter(&["/usr/bin/python3", "/usr/local/bin/python3"], "python3"))
+        .unwrap_or_else(|| PathBuf::from("python3"));
+    let node = args
+        .node
+        .or_else(|| find_interpreter(&["/usr/bin/node", "/usr/local/bin/node"], "node"))
+        .unwrap_or_else(|| PathBuf::from("node"));
+    tracing::info!(python = %python.display(), node = %node.display(), data_dir = %data.display(), "runtimes");
+    let launcher = Launcher::new(RuntimeConfig {
+        python,
+        node,
+        clients,
+        region: args.region.clone(),
+    });
+    let scheduler = Scheduler::new(
+        launcher,
+        code.clone(),
+        SchedulerConfig {
+            keep_alive: Duration::from_secs(args.keep_alive),
+        },
+    );
+    let scope = ArnScope {
+        region: args.region.clone(),
+    };
+    let platform = Arc::new(Platform::new(meta, code, scheduler.clone(), scope));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    {
+        use std::io::Write;
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "nimbus listening on http://{addr}")?;
+        stdout.flush()?;
+    }
+    tracing::info!(%addr, "serving");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = nimbus_api::router(platform);
+    let mut stop_serving = stop_rx.clone();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = stop_serving.wait_for(|s| *s).await;
+    });
+    let mut serve = tokio::spawn(async move { serve.await });
+    tokio::select! {
+        result = &mut serve => {
+            scheduler.shutdown();
+            result??;
+            return Ok(());
+        }
+        signal = shutdown_signal() => {
+            tracing::info!(signal, "shutting down");
+        }
+    }
+    let _ = stop_tx.send(true);
+    // Idle instances go now; in-flight invocations get the grace period, then are killed.
+    scheduler.shutdown();
+    if tokio::time::timeout(Duration::from_secs(args.shutdown_grace), &mut serve)
+        .await
+        .is_err()
+    {
+        tracing::warn!("in-flight requests did not finish in time; stopping them");
+        serve.abort();
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves with the name of the first SIGTERM or SIGINT.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers we can only run until killed.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

@@ -1,0 +1,38 @@
+//! Nimbus's own runtime interface clients, shipped inside the binary and written out at start.
+
+use std::path::{Path, PathBuf};
+
+use crate::RuntimeError;
+
+/// The Python runtime client.
+const PYTHON_RIC: &str = include_str!("../ric/nimbus_ric.py");
+/// The Node.js runtime client.
+const NODE_RIC: &str = include_str!("../ric/nimbus_ric.cjs");
+
+/// Where the built-in runtime clients were written.
+#[derive(Debug, Clone)]
+pub struct BuiltinClients {
+    /// The Python client script.
+    pub python: PathBuf,
+    /// The Node.js client script.
+    pub node: PathBuf,
+}
+
+/// Writes the built-in clients into `dir` (replacing older copies) and says where they are.
+pub fn install(dir: &Path) -> Result<BuiltinClients, RuntimeError> {
+    let err = |source| RuntimeError::Install {
+        dir: dir.display().to_string(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let clients = BuiltinClients {
+        python: dir.join("nimbus_ric.py"),
+        node: dir.join("nimbus_ric.cjs"),
+    };
+    for (path, text) in [(&clients.python, PYTHON_RIC), (&clients.node, NODE_RIC)] {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).map_err(err)?;
+        std::fs::rename(&tmp, path).map_err(err)?;
+    }
+    Ok(clients)
+}

@@ -1,0 +1,212 @@
+//! One execution environment: a runtime process, its private Runtime API endpoint, and the
+//! hand-over of one invocation at a time between the scheduler and the process.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// What the instance is, for its environment, logs and `/next` headers.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// Function name.
+    pub function: String,
+    /// Version the instance runs (`$LATEST` or N).
+    pub version: String,
+    /// Revision of the configuration it was started from.
+    pub revision_id: String,
+    /// Unique id of this instance.
+    pub id: String,
+}
+
+/// One invocation handed to an instance.
+#[derive(Debug)]
+pub struct Invocation {
+    /// The request id the runtime sees and reports back.
+    pub request_id: String,
+    /// The event.
+    pub payload: Bytes,
+    /// When the invocation times out.
+    pub deadline: Instant,
+    /// The same deadline as epoch milliseconds, for `Lambda-Runtime-Deadline-Ms`.
+    pub deadline_epoch_ms: u128,
+    /// The ARN the caller invoked, qualifier included.
+    pub invoked_arn: String,
+    /// Decoded client context JSON, if the caller sent one.
+    pub client_context: Option<String>,
+}
+
+/// How an invocation ended on the instance.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The runtime posted a response.
+    Success(Bytes),
+    /// The runtime posted an invocation error; the body is its JSON.
+    FunctionError(Bytes),
+    /// The runtime reported an init error and exited; the body is its JSON.
+    InitError(Bytes),
+    /// The runtime exited without answering; the text is e.g. `exit status 1`.
+    Exited(String),
+    /// The deadline passed; the instance was killed.
+    TimedOut,
+    /// The runtime's response was over the size limit.
+    ResponseTooLarge,
+}
+
+impl Outcome {
+    /// Whether the instance may serve another invocation after this outcome.
+    pub fn keeps_instance(&self) -> bool {
+        matches!(self, Outcome::Success(_) | Outcome::FunctionError(_))
+    }
+}
+
+/// What the Runtime API hands back to a waiting invocation.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Response(Bytes),
+    Error(Bytes),
+    TooLarge,
+}
+
+/// The invocation the runtime is working on.
+pub(crate) struct Inflight {
+    pub(crate) request_id: String,
+    pub(crate) reply: oneshot::Sender<Reply>,
+}
+
+/// State shared between the instance handle and its Runtime API endpoint.
+pub(crate) struct Shared {
+    pub(crate) identity: Identity,
+    /// Invocations waiting for the runtime's next `/next`.
+    pub(crate) queue: tokio::sync::Mutex<mpsc::Receiver<(Invocation, oneshot::Sender<Reply>)>>,
+    /// The invocation handed out by `/next` and not yet answered.
+    pub(crate) inflight: Mutex<Option<Inflight>>,
+    /// The last request id answered, to tell a double reply from an unknown id.
+    pub(crate) last_answered: Mutex<Option<String>>,
+    /// The body of a `/runtime/init/error` post, if any.
+    pub(crate) init_error: Mutex<Option<Bytes>>,
+    /// The request id being served, for log lines.
+    pub(crate) current_request: Mutex<Option<String>>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// A running instance. Dropping it kills its process group.
+pub struct Instance {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) pid: u32,
+    pub(crate) submit: mpsc::Sender<(Invocation, oneshot::Sender<Reply>)>,
+    /// Becomes `Some(status text)` when the process has exited.
+    pub(crate) exited: watch::Receiver<Option<String>>,
+    pub(crate) api_task: tokio::task::JoinHandle<()>,
+    pub(crate) api_addr: SocketAddr,
+    /// When the process was started, to report the init duration of its first invocation.
+    pub(crate) started: Instant,
+    /// Set once the instance has served an invocation.
+    pub(crate) warm: bool,
+}
+
+impl Instance {
+    /// Who this instance is.
+    pub fn identity(&self) -> &Identity {
+        &self.shared.identity
+    }
+
+    /// The process id of the runtime (the leader of its process group).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The `host:port` of this instance's Runtime API.
+    pub fn runtime_api(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// Whether the instance has served an invocation before (it is warm).
+    pub fn is_warm(&self) -> bool {
+        self.warm
+    }
+
+    /// When the process was started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&self) -> bool {
+        self.exited.borrow().is_none()
+    }
+
+    /// Runs one invocation to its end: the runtime's answer, its exit, or the deadline.
+    pub async fn invoke(&mut self, invocation: Invocation) -> Outcome {
+        let deadline = tokio::time::Instant::from_std(invocation.deadline);
+        let request_id = invocation.request_id.clone();
+        let (reply_tx, reply_rx) = oneshot::channel();
+        *lock(&self.shared.current_request) = Some(request_id);
+        let outcome = if self.submit.send((invocation, reply_tx)).await.is_err() {
+            self.exit_outcome().await
+        } else {
+            tokio::select! {
+                reply = reply_rx => match reply {
+                    Ok(Reply::Response(body)) => Outcome::Success(body),
+                    Ok(Reply::Error(body)) => Outcome::FunctionError(body),
+                    Ok(Reply::TooLarge) => Outcome::ResponseTooLarge,
+                    Err(_) => self.exit_outcome().await,
+                },
+                _ = wait_exit(self.exited.clone()) => self.exit_outcome().await,
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.kill();
+                    Outcome::TimedOut
+                }
+            }
+        };
+        self.warm = true;
+        *lock(&self.shared.current_request) = None;
+        if !outcome.keeps_instance() {
+            self.kill();
+        }
+        outcome
+    }
+
+    /// How the process ended, once it has: its init error if it posted one.
+    async fn exit_outcome(&self) -> Outcome {
+        let status = wait_exit(self.exited.clone()).await;
+        match lock(&self.shared.init_error).take() {
+            Some(body) => Outcome::InitError(body),
+            None => Outcome::Exited(status),
+        }
+    }
+
+    /// Kills the process group now.
+    pub fn kill(&self) {
+        nimbus_sandbox::kill_group(self.pid);
+    }
+}
+
+/// Waits for the process to exit and says how it did.
+async fn wait_exit(mut exited: watch::Receiver<Option<String>>) -> String {
+    loop {
+        let current = exited.borrow_and_update().clone();
+        if let Some(status) = current {
+            return status;
+        }
+        if exited.changed().await.is_err() {
+            let last = exited.borrow().clone();
+            return last.unwrap_or_else(|| "exit status unknown".to_owned());
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+        self.api_task.abort();
+    }
+}

@@ -1,0 +1,248 @@
+//! Starting instances: the process and environment each runtime family needs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use nimbus_core::arn::ArnScope;
+use nimbus_core::{FunctionConfig, RuntimeFamily};
+use nimbus_sandbox::ProcessSpec;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::{mpsc, watch};
+
+use crate::builtin::BuiltinClients;
+use crate::instance::{lock, Identity, Instance, Shared};
+use crate::{runtime_api, RuntimeError};
+
+/// How this node runs instances.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The interpreter for `python3.*` functions.
+    pub python: PathBuf,
+    /// The interpreter for `nodejs*` functions.
+    pub node: PathBuf,
+    /// Where the built-in runtime clients are.
+    pub clients: BuiltinClients,
+    /// The region functions see and ARNs carry.
+    pub region: String,
+}
+
+/// Starts instances of functions.
+pub struct Launcher {
+    config: RuntimeConfig,
+    scope: ArnScope,
+}
+
+/// Why a function has no runnable entry point, as Lambda words it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MissingEntrypoint(pub String);
+
+impl Launcher {
+    /// A launcher with `config`.
+    pub fn new(config: RuntimeConfig) -> Self {
+        let scope = ArnScope {
+            region: config.region.clone(),
+        };
+        Launcher { config, scope }
+    }
+
+    /// The process to run for `function` with code in `code_dir`, or why there is none.
+    fn process(
+        &self,
+        function: &FunctionConfig,
+        code_dir: &Path,
+    ) -> Result<(PathBuf, Vec<String>), MissingEntrypoint> {
+        match function.spec.runtime.family() {
+            RuntimeFamily::Python => Ok((
+                self.config.python.clone(),
+                vec![self.config.clients.python.display().to_string()],
+            )),
+            RuntimeFamily::Node => Ok((
+                self.config.node.clone(),
+                vec![self.config.clients.node.display().to_string()],
+            )),
+            RuntimeFamily::Provided => {
+                let bootstrap = code_dir.join("bootstrap");
+                if bootstrap.is_file() {
+                    Ok((bootstrap, Vec::new()))
+                } else {
+                    Err(MissingEntrypoint(format!(
+                        "Couldn't find valid bootstrap(s): [{}]",
+                        bootstrap.display()
+                    )))
+                }
+            }
+        }
+    }
+
+    /// The environment an instance of `function` sees: Lambda's variables and the user's.
+    fn environment(
+        &self,
+        function: &FunctionConfig,
+        code_dir: &Path,
+        instance_id: &str,
+        api: &str,
+    ) -> BTreeMap<String, String> {
+        let spec = &function.spec;
+        let mut env = BTreeMap::new();
+        if let Some(user) = &spec.environment {
+            env.extend(user.clone());
+        }
+        let task_root = code_dir.display().to_string();
+        let today = chrono::Utc::now().format("%Y/%m/%d");
+        let fixed = [
+            ("AWS_LAMBDA_RUNTIME_API", api.to_owned()),
+            ("_HANDLER", spec.handler.clone()),
+            ("AWS_REGION", self.config.region.clone()),
+            ("AWS_DEFAULT_REGION", self.config.region.clone()),
+            ("AWS_LAMBDA_FUNCTION_NAME", function.name.clone()),
+            (
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                spec.memory_mb.to_string(),
+            ),
+            ("AWS_LAMBDA_FUNCTION_VERSION", function.version.clone()),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
+            (
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                format!("/aws/lambda/{}", function.name),
+            ),
+            (
+                "AWS_LAMBDA_LOG_STREAM_NAME",
+                format!("{today}/[{}]{instance_id}", function.version),
+            ),
+            ("LAMBDA_TASK_ROOT", task_root.clone()),
+            ("LAMBDA_RUNTIME_DIR", task_root),
+            ("TZ", ":UTC".to_owned()),
+            ("LANG", "en_US.UTF-8".to_owned()),
+            ("PATH", "/usr/local/bin:/usr/bin/:/bin:/opt/bin".to_owned()),
+            ("PYTHONUNBUFFERED", "1".to_owned()),
+        ];
+        for (key, value) in fixed {
+            env.insert(key.to_owned(), value);
+        }
+        if spec.runtime.family() != RuntimeFamily::Provided {
+            env.insert(
+                "AWS_EXECUTION_ENV".to_owned(),
+                format!("AWS_Lambda_{}", spec.runtime),
+            );
+        }
+        env
+    }
+
+    /// Starts an instance of `function` whose code is unpacked in `code_dir`.
+    /// `Ok(Err(_))` means the function has no entry point: a user error, not a platform one.
+    pub async fn start(
+        &self,
+        function: &FunctionConfig,
+        code_dir: &Path,
+    ) -> Result<Result<Instance, MissingEntrypoint>, RuntimeError> {
+        let (program, args) = match self.process(function, code_dir) {
+            Ok(p) => p,
+            Err(missing) => return Ok(Err(missing)),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(RuntimeError::Endpoint)?;
+        let api_addr = listener.local_addr().map_err(RuntimeError::Endpoint)?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let identity = Identity {
+            function: function.name.clone(),
+            version: function.version.clone(),
+            revision_id: function.revision_id.clone(),
+            id: id.clone(),
+        };
+        let (submit, queue) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            identity,
+            queue: tokio::sync::Mutex::new(queue),
+            inflight: Mutex::new(None),
+            last_answered: Mutex::new(None),
+            init_error: Mutex::new(None),
+            current_request: Mutex::new(None),
+        });
+        let router = runtime_api::router(shared.clone());
+        let api_task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::warn!(error = %e, "runtime api endpoint stopped");
+            }
+        });
+        let spec = ProcessSpec {
+            program,
+            args,
+            env: self.environment(function, code_dir, &id, &api_addr.to_string()),
+            cwd: code_dir.to_owned(),
+        };
+        let started = Instant::now();
+        let mut child = match nimbus_sandbox::spawn(&spec) {
+            Ok(child) => child,
+            Err(e) => {
+                api_task.abort();
+                return Err(e.into());
+            }
+        };
+        let pid = child.id().unwrap_or_default();
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(forward_lines(out, shared.clone(), "stdout"));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(forward_lines(err, shared.clone(), "stderr"));
+        }
+        let (exit_tx, exited) = watch::channel(None);
+        tokio::spawn(async move {
+            let status = match child.wait().await {
+                Ok(status) => describe_exit(status),
+                Err(e) => format!("wait failed: {e}"),
+            };
+            let _ = exit_tx.send(Some(status));
+        });
+        tracing::debug!(function = %function.name, instance = %id, pid, "instance started");
+        Ok(Ok(Instance {
+            shared,
+            pid,
+            submit,
+            exited,
+            api_task,
+            api_addr,
+            started,
+            warm: false,
+        }))
+    }
+
+    /// The ARN scope instances report.
+    pub fn scope(&self) -> &ArnScope {
+        &self.scope
+    }
+}
+
+/// Lambda's wording of a process exit: `exit status 1`, `signal: killed`.
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        return format!("exit status {code}");
+    }
+    match status.signal() {
+        Some(9) => "signal: killed".to_owned(),
+        Some(11) => "signal: segmentation fault".to_owned(),
+        Some(6) => "signal: aborted".to_owned(),
+        Some(15) => "signal: terminated".to_owned(),
+        Some(n) => format!("signal: {n}"),
+        None => "exit status unknown".to_owned(),
+    }
+}
+
+/// Sends each line the function prints to the server's log, tagged with the request id.
+async fn forward_lines(stream: impl AsyncRead + Unpin, shared: Arc<Shared>, which: &'static str) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let request_id = lock(&shared.current_request).clone().unwrap_or_default();
+        tracing::info!(
+            target: "nimbus::function",
+            function = %shared.identity.function,
+            instance = %shared.identity.id,
+            request_id = %request_id,
+            stream = which,
+            "{line}"
+        );
+    }
+}

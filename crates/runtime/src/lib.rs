@@ -1,0 +1,32 @@
+//! Execution environments ("instances"): one runtime process per instance, the Lambda
+//! Runtime API endpoint that process talks to, and Nimbus's built-in runtime clients.
+//!
+//! The Runtime API is the instance-facing HTTP edge, so this crate is the one place below
+//! `api` that serves HTTP; it only ever listens on loopback, one port per instance.
+
+pub mod builtin;
+pub mod instance;
+pub mod launch;
+mod runtime_api;
+
+pub use instance::{Instance, Invocation, Outcome};
+pub use launch::{Launcher, RuntimeConfig};
+
+/// Why an instance could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The instance's Runtime API endpoint could not be opened.
+    #[error("opening the runtime api endpoint: {0}")]
+    Endpoint(std::io::Error),
+    /// The runtime process could not be started.
+    #[error(transparent)]
+    Spawn(#[from] nimbus_sandbox::SandboxError),
+    /// The built-in runtime clients could not be written out.
+    #[error("installing built-in runtimes in {dir}: {source}")]
+    Install {
+        /// Where they were to go.
+        dir: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+}

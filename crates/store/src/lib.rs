@@ -1,0 +1,57 @@
+//! Where Nimbus keeps things: function metadata (SQLite now, Postgres later), code blobs
+//! (a local directory now, S3 later), and code unpacked once per node.
+
+pub mod blobs;
+pub mod code;
+pub mod meta;
+pub mod unpack;
+
+pub use blobs::{BlobStore, LocalBlobs};
+pub use code::CodeCache;
+pub use meta::{MetadataStore, SqliteMetadata};
+pub use unpack::UnpackError;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The database schema could not be brought up to date.
+    #[error("database migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, naming the path.
+        what: String,
+        /// The underlying failure.
+        source: std::io::Error,
+    },
+    /// A stored record could not be decoded.
+    #[error("stored record is corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    /// The record exists already.
+    #[error("already exists")]
+    Conflict,
+    /// The record changed since it was read.
+    #[error("changed concurrently")]
+    Stale,
+    /// A blob that metadata refers to is missing.
+    #[error("blob {0} is missing")]
+    MissingBlob(String),
+    /// A code package could not be unpacked.
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+}
+
+impl StoreError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
+        let what = what.into();
+        move |source| StoreError::Io { what, source }
+    }
+}
+
+/// A `Result` with a [`StoreError`].
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;

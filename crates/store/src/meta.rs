@@ -1,0 +1,194 @@
+//! Function metadata: the [`MetadataStore`] interface and its SQLite backend.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use nimbus_core::FunctionConfig;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::{Result, StoreError};
+
+/// Stores function records. Every backend (SQLite, later Postgres) implements this.
+#[async_trait]
+pub trait MetadataStore: Send + Sync {
+    /// Adds a new function; [`StoreError::Conflict`] if the name is taken.
+    async fn insert_function(&self, config: &FunctionConfig) -> Result<()>;
+    /// The function named `name`, if any.
+    async fn get_function(&self, name: &str) -> Result<Option<FunctionConfig>>;
+    /// Replaces a function whose stored revision is `expected_revision`;
+    /// [`StoreError::Stale`] if it changed meanwhile or is gone.
+    async fn replace_function(
+        &self,
+        config: &FunctionConfig,
+        expected_revision: &str,
+    ) -> Result<()>;
+    /// Removes a function; whether it existed.
+    async fn delete_function(&self, name: &str) -> Result<bool>;
+    /// Up to `limit` functions whose names sort after `after`, in name order.
+    async fn list_functions(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FunctionConfig>>;
+    /// How many functions exist and the bytes of code they hold.
+    async fn usage(&self) -> Result<(u64, u64)>;
+}
+
+/// Metadata in a SQLite file, in WAL mode.
+#[derive(Clone)]
+pub struct SqliteMetadata {
+    pool: SqlitePool,
+}
+
+/// The SQLite schema, in order; each entry is applied once.
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "functions",
+    include_str!("../migrations/sqlite/0001_functions.sql"),
+)];
+
+/// The embedded migrations, as sqlx's migrator reads them.
+#[derive(Debug)]
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+impl<'s> MigrationSource<'s> for Embedded {
+    fn resolve(
+        self,
+    ) -> futures_core::future::BoxFuture<
+        's,
+        std::result::Result<Vec<Migration>, sqlx::error::BoxDynError>,
+    > {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(version, description, sql)| {
+                    Migration::new(
+                        *version,
+                        Cow::Borrowed(*description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+impl SqliteMetadata {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub async fn open(path: &Path) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Migrator::new(Embedded(SQLITE_MIGRATIONS))
+            .await?
+            .run(&pool)
+            .await?;
+        Ok(SqliteMetadata { pool })
+    }
+}
+
+fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<FunctionConfig> {
+    let json: String = row.try_get("config")?;
+    Ok(serde_json::from_str(&json)?)
+}
+
+#[async_trait]
+impl MetadataStore for SqliteMetadata {
+    async fn insert_function(&self, config: &FunctionConfig) -> Result<()> {
+        let json = serde_json::to_string(config)?;
+        let result = sqlx::query(
+            "INSERT INTO functions (name, revision_id, code_sha256, code_size, config) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&config.name)
+        .bind(&config.revision_id)
+        .bind(&config.code_sha256_hex)
+        .bind(config.code_size as i64)
+        .bind(json)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get_function(&self, name: &str) -> Result<Option<FunctionConfig>> {
+        let row = sqlx::query("SELECT config FROM functions WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn replace_function(
+        &self,
+        config: &FunctionConfig,
+        expected_revision: &str,
+    ) -> Result<()> {
+        let json = serde_json::to_string(config)?;
+        let done = sqlx::query(
+            "UPDATE functions SET revision_id = ?, code_sha256 = ?, code_size = ?, config = ? WHERE name = ? AND revision_id = ?",
+        )
+        .bind(&config.revision_id)
+        .bind(&config.code_sha256_hex)
+        .bind(config.code_size as i64)
+        .bind(json)
+        .bind(&config.name)
+        .bind(expected_revision)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Stale)
+        }
+    }
+
+    async fn delete_function(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM functions WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_functions(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<FunctionConfig>> {
+        let rows = sqlx::query("SELECT config FROM functions WHERE name > ? ORDER BY name LIMIT ?")
+            .bind(after.unwrap_or(""))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn usage(&self) -> Result<(u64, u64)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(code_size), 0) AS bytes FROM functions",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        let n: i64 = row.try_get("n")?;
+        let bytes: i64 = row.try_get("bytes")?;
+        Ok((n.max(0) as u64, bytes.max(0) as u64))
+    }
+}
