@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -174,7 +175,6 @@ def test_malformed_json_body_create(nimbus, client):
 def test_wrong_types_create(nimbus, client):
     before = sorted(list_all_function_names(client))
     name = unique_name()
-    import base64
     doc = {"FunctionName": name, "Runtime": PY_RUNTIME, "Role": ROLE, "Handler": "app.handler",
            "Code": {"ZipFile": base64.b64encode(py_zip()).decode()}, "MemorySize": "lots"}
     status, headers, body = nimbus.raw_request(

@@ -96,7 +96,7 @@ def test_restart_keeps_functions(server_factory, tmp_path):
     a = server_factory(data)
     name = unique_name("persist")
     z = make_zip({"app.py": PY_ECHO})
-    created = _create(a.client, name, z, Environment={"Variables": {"K": "v"}},
+    created = _create(a.client, name, z, Environment={"Variables": {"KK": "v"}},
                       MemorySize=256, Timeout=9, Description="persisted")
     assert created["CodeSha256"] == code_sha256(z)
     other = unique_name("persist")
@@ -117,7 +117,7 @@ def test_restart_keeps_functions(server_factory, tmp_path):
     assert cfg["MemorySize"] == 256
     assert cfg["Timeout"] == 9
     assert cfg["Description"] == "persisted"
-    assert cfg["Environment"]["Variables"] == {"K": "v"}
+    assert cfg["Environment"]["Variables"] == {"KK": "v"}
     assert cfg["RevisionId"] == rev
     assert cfg["State"] == "Active"
     body = invoke_ok(b.client, name, {"after": 2})

@@ -176,6 +176,17 @@ impl Platform {
     /// Splits a `FunctionName` into name and qualifier, checking it against `?Qualifier`.
     fn resolve(&self, function: &str, qualifier: Option<&str>) -> Result<(String, Option<String>)> {
         let reference = parse_function_ref(function)?;
+        let foreign_account = reference
+            .account
+            .as_deref()
+            .is_some_and(|a| a != nimbus_core::arn::ACCOUNT_ID);
+        let foreign_region = reference
+            .region
+            .as_deref()
+            .is_some_and(|r| r != self.scope.region);
+        if foreign_account || foreign_region {
+            return Err(Error::function_not_found(function));
+        }
         if let Some(q) = qualifier {
             if !validate::is_qualifier(q) {
                 return Err(Error::validation(

@@ -35,6 +35,10 @@ pub struct FunctionRef {
     pub name: String,
     /// A version or alias given as part of the name (`name:qualifier`).
     pub qualifier: Option<String>,
+    /// The account id, when the name was an ARN.
+    pub account: Option<String>,
+    /// The region, when the name was a full ARN.
+    pub region: Option<String>,
 }
 
 /// Parses a `FunctionName` parameter: `name`, `name:qualifier`, the partial ARN
@@ -51,26 +55,25 @@ pub fn parse_function_ref(input: &str) -> Result<FunctionRef> {
         return Err(bad());
     }
     let parts: Vec<&str> = input.split(':').collect();
-    let (name, qualifier) = match parts.as_slice() {
-        [name] => (*name, None),
-        [name, qual] => (*name, Some(*qual)),
-        [account, "function", name] if is_account(account) => (*name, None),
-        [account, "function", name, qual] if is_account(account) => (*name, Some(*qual)),
+    let full_arn = |arn: &str, partition: &str, region: &str, account: &str| {
+        arn == "arn" && is_partition(partition) && is_region(region) && is_account(account)
+    };
+    let (name, qualifier, account, region) = match parts.as_slice() {
+        [name] => (*name, None, None, None),
+        [name, qual] => (*name, Some(*qual), None, None),
+        [account, "function", name] if is_account(account) => (*name, None, Some(*account), None),
+        [account, "function", name, qual] if is_account(account) => {
+            (*name, Some(*qual), Some(*account), None)
+        }
         [arn, partition, "lambda", region, account, "function", name]
-            if *arn == "arn"
-                && is_partition(partition)
-                && is_region(region)
-                && is_account(account) =>
+            if full_arn(arn, partition, region, account) =>
         {
-            (*name, None)
+            (*name, None, Some(*account), Some(*region))
         }
         [arn, partition, "lambda", region, account, "function", name, qual]
-            if *arn == "arn"
-                && is_partition(partition)
-                && is_region(region)
-                && is_account(account) =>
+            if full_arn(arn, partition, region, account) =>
         {
-            (*name, Some(*qual))
+            (*name, Some(*qual), Some(*account), Some(*region))
         }
         _ => return Err(bad()),
     };
@@ -85,6 +88,8 @@ pub fn parse_function_ref(input: &str) -> Result<FunctionRef> {
     Ok(FunctionRef {
         name: name.to_owned(),
         qualifier: qualifier.map(str::to_owned),
+        account: account.map(str::to_owned),
+        region: region.map(str::to_owned),
     })
 }
 

@@ -246,19 +246,6 @@ fn handler(handler: &str, family: RuntimeFamily) -> Result<()> {
 
 /// Checks environment variables: key pattern, no reserved keys, at most 4 KB as JSON.
 pub fn environment(env: &BTreeMap<String, String>) -> Result<()> {
-    for key in env.keys() {
-        let mut chars = key.chars();
-        let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-            && key.len() >= 2
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ok {
-            return Err(Error::validation(
-                key,
-                "environment.variables",
-                "Map keys must satisfy constraint: [Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+]",
-            ));
-        }
-    }
     let reserved: Vec<&str> = env
         .keys()
         .map(String::as_str)
@@ -269,6 +256,20 @@ pub fn environment(env: &BTreeMap<String, String>) -> Result<()> {
             "Lambda was unable to configure your environment variables because the environment variables you have provided contains reserved keys that are currently not supported for modification. Reserved keys used in this request: {}",
             reserved.join(", ")
         )));
+    }
+    for key in env.keys() {
+        let mut chars = key.chars();
+        // Lambda's pattern, [a-zA-Z]([a-zA-Z0-9_])+, wants at least two characters.
+        let ok = key.len() >= 2
+            && chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(Error::validation(
+                key,
+                "environment.variables",
+                "Map keys must satisfy constraint: [Member must satisfy regular expression pattern: [a-zA-Z]([a-zA-Z0-9_])+]",
+            ));
+        }
     }
     let measured = serde_json::to_string(env).map_err(Error::service)?;
     if measured.len() > limits::ENVIRONMENT_MAX_BYTES {

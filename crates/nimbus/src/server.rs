@@ -64,6 +64,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     if !args.listen.ip().is_loopback() {
         bail!(
@@ -125,6 +126,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = nimbus_api::router(platform);
     let mut stop_serving = stop_rx.clone();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = stop_serving.wait_for(|s| *s).await;
     });

@@ -1,1 +1,7 @@
-//! tests
+//! End-to-end tests: each starts the real `nimbus` binary on a free port with a fresh data
+//! directory and drives it as a user would, through the CLI and over HTTP.
+
+mod support;
+
+mod cli;
+mod lifecycle;

@@ -81,9 +81,9 @@ function logError(requestId, label, err) {
 }
 
 function postError(p, err) {
-  const body = JSON.stringify(toRapidResponse(err));
-  const headers = { 'Content-Type': 'application/json', [ERROR_TYPE_HEADER]: toRapidResponse(err).errorType };
-  return request('POST', p, body, headers);
+  const response = toRapidResponse(err);
+  const errorType = String(response.errorType).replace(/[^\x20-\x7e]/g, '?'); // keep the header valid
+  return request('POST', p, JSON.stringify(response), { 'Content-Type': 'application/json', [ERROR_TYPE_HEADER]: errorType });
 }
 
 // ---- Loading the handler, as AWS's UserFunction.load does.

@@ -303,8 +303,9 @@ def setup_logging():
         root.setLevel(level)
 
 
-def post_json(api, path, obj, error_type):
-    api.request("POST", path, json.dumps(obj).encode("utf-8"),
+def post_error(api, path, err):
+    error_type = "".join(c if " " <= c <= "~" else "?" for c in err["errorType"])  # keep the header valid
+    api.request("POST", path, json.dumps(err).encode("utf-8"),
                 (("Content-Type", "application/json"), (ERROR_TYPE_HEADER, error_type)))
 
 
@@ -331,7 +332,7 @@ def handle_invocation(api, handler, headers, body):
     except Exception as e:
         err = error_from_exception(e, request_id)
         log_error(err)
-        post_json(api, "/invocation/%s/error" % request_id, err, err["errorType"])
+        post_error(api, "/invocation/%s/error" % request_id, err)
         return
     api.request("POST", "/invocation/%s/response" % request_id, result, (("Content-Type", content_type),))
 
@@ -347,7 +348,7 @@ def main():
         err = error_from_exception(e)
         log_error(err)
         try:
-            post_json(api, "/init/error", err, err["errorType"])
+            post_error(api, "/init/error", err)
         except OSError:
             pass
         sys.exit(1)

@@ -162,6 +162,10 @@ impl Launcher {
             current_request: Mutex::new(None),
         });
         let router = runtime_api::router(shared.clone());
+        // Small request/response exchanges: don't let Nagle's algorithm delay them.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let api_task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::warn!(error = %e, "runtime api endpoint stopped");

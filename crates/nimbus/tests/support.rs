@@ -1,0 +1,118 @@
+//! The harness: a real server on a free port, and the CLI pointed at it.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn nimbus_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_nimbus"))
+}
+
+/// A running `nimbus server`, stopped (SIGTERM) when dropped.
+pub struct Server {
+    pub child: Child,
+    pub endpoint: String,
+    pub data_dir: PathBuf,
+}
+
+impl Server {
+    /// Starts a server on a free loopback port with its data in `data_dir`.
+    pub fn start(data_dir: &Path) -> Server {
+        let mut command = Command::new(nimbus_bin());
+        command
+            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("NIMBUS_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = command.spawn().expect("start nimbus server");
+        let stdout = child.stdout.take().expect("server stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let endpoint = line
+            .trim()
+            .strip_prefix("nimbus listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_owned();
+        Server {
+            child,
+            endpoint,
+            data_dir: data_dir.to_owned(),
+        }
+    }
+
+    /// Runs a client command against this server.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(nimbus_bin())
+            .args(args)
+            .env("NIMBUS_ENDPOINT", &self.endpoint)
+            .output()
+            .expect("run nimbus client command")
+    }
+
+    /// Runs a client command that must succeed; returns its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "nimbus {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Sends SIGTERM and waits for the server to exit.
+    pub fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+    }
+}
+
+/// Writes `files` (path, contents, mode) into a new directory under `root`.
+pub fn function_dir(root: &Path, name: &str, files: &[(&str, &str, u32)]) -> PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    for (path, text, mode) in files {
+        let path = dir.join(path);
+        std::fs::write(&path, text).expect("write function file");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(*mode)).expect("chmod");
+    }
+    dir
+}
+
+/// Whether process `pid` is gone (or a zombie nobody will run again).
+pub fn process_gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
