@@ -14,7 +14,6 @@ pub fn nimbus_bin() -> PathBuf {
 pub struct Server {
     pub child: Child,
     pub endpoint: String,
-    pub data_dir: PathBuf,
 }
 
 impl Server {
@@ -38,11 +37,7 @@ impl Server {
             .strip_prefix("nimbus listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_owned();
-        Server {
-            child,
-            endpoint,
-            data_dir: data_dir.to_owned(),
-        }
+        Server { child, endpoint }
     }
 
     /// Runs a client command against this server.
