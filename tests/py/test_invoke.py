@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import re
@@ -457,3 +458,42 @@ def test_concurrent_invokes(nimbus, make_function):
     # they really ran in parallel on more than one instance
     assert len({inv.body["inst"] for inv in results.values()}) > 1
     assert elapsed < 60
+
+
+def test_log_type_tail_returns_the_invocation_log(client, make_function):
+    name = unique_name()
+    code = "def handler(event, context):\n    print('line from the handler')\n    return 1\n"
+    make_function(make_zip({"app.py": code}), name=name)
+    first = client.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    log = base64.b64decode(first["LogResult"]).decode()
+    request_id = first["ResponseMetadata"]["RequestId"]
+    lines = log.splitlines()
+    assert lines[0] == f"START RequestId: {request_id} Version: $LATEST"
+    assert "line from the handler" in lines
+    assert f"END RequestId: {request_id}" in lines
+    report = lines[-1]
+    assert report.startswith(f"REPORT RequestId: {request_id}\tDuration: ")
+    assert "\tBilled Duration: " in report and "\tMemory Size: 128 MB\t" in report
+    assert "Init Duration: " in report  # a cold start
+    warm = client.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    assert "Init Duration" not in base64.b64decode(warm["LogResult"]).decode()
+    assert "LogResult" not in client.invoke(FunctionName=name, Payload=b"{}")
+
+
+def test_log_type_tail_is_cut_to_the_last_4096_bytes(client, make_function):
+    name = unique_name()
+    code = "def handler(event, context):\n    for i in range(500):\n        print('x' * 40, i)\n    return 1\n"
+    make_function(make_zip({"app.py": code}), name=name)
+    inv = client.invoke(FunctionName=name, Payload=b"{}", LogType="Tail")
+    log = base64.b64decode(inv["LogResult"])
+    assert len(log) == 4096
+    assert log.decode().rstrip("\n").splitlines()[-1].startswith("REPORT RequestId: ")
+
+
+def test_log_type_must_be_tail_or_none(nimbus, make_function):
+    name = unique_name()
+    make_function(name=name)
+    status, headers, _ = nimbus.raw_request(
+        "POST", f"/2015-03-31/functions/{name}/invocations", b"{}", headers={"X-Amz-Log-Type": "Verbose"})
+    assert status == 400
+    assert headers.get("x-amzn-errortype") == "ValidationException"

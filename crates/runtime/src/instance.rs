@@ -89,7 +89,12 @@ pub(crate) struct Shared {
     pub(crate) init_error: Mutex<Option<Bytes>>,
     /// The request id being served, for log lines.
     pub(crate) current_request: Mutex<Option<String>>,
+    /// The output of the invocation being served, while one is.
+    pub(crate) capture: Mutex<Option<Vec<u8>>>,
 }
+
+/// Most output kept for one invocation's log.
+pub(crate) const CAPTURE_MAX_BYTES: usize = 1 << 20;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
@@ -111,6 +116,8 @@ pub struct Instance {
     pub(crate) started: Instant,
     /// Set once the instance has served an invocation.
     pub(crate) warm: bool,
+    /// Asks the output task to drain what the process has written.
+    pub(crate) flush: mpsc::Sender<crate::output::FlushRequest>,
 }
 
 impl Instance {
@@ -145,11 +152,13 @@ impl Instance {
     }
 
     /// Runs one invocation to its end: the runtime's answer, its exit, or the deadline.
-    pub async fn invoke(&mut self, invocation: Invocation) -> Outcome {
+    /// Gives the outcome and what the function printed meanwhile.
+    pub async fn invoke(&mut self, invocation: Invocation) -> (Outcome, Vec<u8>) {
         let deadline = tokio::time::Instant::from_std(invocation.deadline);
         let request_id = invocation.request_id.clone();
         let (reply_tx, reply_rx) = oneshot::channel();
         *lock(&self.shared.current_request) = Some(request_id);
+        *lock(&self.shared.capture) = Some(Vec::new());
         let outcome = if self.submit.send((invocation, reply_tx)).await.is_err() {
             self.exit_outcome().await
         } else {
@@ -168,11 +177,30 @@ impl Instance {
             }
         };
         self.warm = true;
+        // Everything printed before the answer is in the pipes now: take it into the log.
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.flush.send(done_tx).await.is_ok() {
+            let _ = done_rx.await;
+        }
         *lock(&self.shared.current_request) = None;
+        let output = lock(&self.shared.capture).take().unwrap_or_default();
         if !outcome.keeps_instance() {
             self.kill();
         }
-        outcome
+        (outcome, output)
+    }
+
+    /// Peak resident memory of the runtime process so far, MB (0 once it is gone).
+    pub fn max_memory_used_mb(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            })
+            .map_or(0, |kb| kb.div_ceil(1024))
     }
 
     /// How the process ended, once it has: its init error if it posted one.

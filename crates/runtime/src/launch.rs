@@ -8,12 +8,11 @@ use std::time::Instant;
 use nimbus_core::arn::ArnScope;
 use nimbus_core::{FunctionConfig, RuntimeFamily};
 use nimbus_sandbox::ProcessSpec;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::sync::{mpsc, watch};
 
 use crate::builtin::BuiltinClients;
-use crate::instance::{lock, Identity, Instance, Shared};
-use crate::{runtime_api, RuntimeError};
+use crate::instance::{Identity, Instance, Shared};
+use crate::{output, runtime_api, RuntimeError};
 
 /// How this node runs instances.
 #[derive(Debug, Clone)]
@@ -160,6 +159,7 @@ impl Launcher {
             last_answered: Mutex::new(None),
             init_error: Mutex::new(None),
             current_request: Mutex::new(None),
+            capture: Mutex::new(None),
         });
         let router = runtime_api::router(shared.clone());
         // Small request/response exchanges: don't let Nagle's algorithm delay them.
@@ -186,12 +186,22 @@ impl Launcher {
             }
         };
         let pid = child.id().unwrap_or_default();
-        if let Some(out) = child.stdout.take() {
-            tokio::spawn(forward_lines(out, shared.clone(), "stdout"));
-        }
-        if let Some(err) = child.stderr.take() {
-            tokio::spawn(forward_lines(err, shared.clone(), "stderr"));
-        }
+        let stdout = output::receiver(
+            child
+                .stdout
+                .take()
+                .map(|p| p.into_owned_fd())
+                .and_then(Result::ok),
+        );
+        let stderr = output::receiver(
+            child
+                .stderr
+                .take()
+                .map(|p| p.into_owned_fd())
+                .and_then(Result::ok),
+        );
+        let (flush, flushes) = mpsc::channel(1);
+        tokio::spawn(output::forward(stdout, stderr, shared.clone(), flushes));
         let (exit_tx, exited) = watch::channel(None);
         tokio::spawn(async move {
             let status = match child.wait().await {
@@ -210,6 +220,7 @@ impl Launcher {
             api_addr,
             started,
             warm: false,
+            flush,
         }))
     }
 
@@ -232,21 +243,5 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
         Some(15) => "signal: terminated".to_owned(),
         Some(n) => format!("signal: {n}"),
         None => "exit status unknown".to_owned(),
-    }
-}
-
-/// Sends each line the function prints to the server's log, tagged with the request id.
-async fn forward_lines(stream: impl AsyncRead + Unpin, shared: Arc<Shared>, which: &'static str) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        let request_id = lock(&shared.current_request).clone().unwrap_or_default();
-        tracing::info!(
-            target: "nimbus::function",
-            function = %shared.identity.function,
-            instance = %shared.identity.id,
-            request_id = %request_id,
-            stream = which,
-            "{line}"
-        );
     }
 }

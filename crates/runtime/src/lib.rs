@@ -7,6 +7,7 @@
 pub mod builtin;
 pub mod instance;
 pub mod launch;
+mod output;
 mod runtime_api;
 
 pub use instance::{Instance, Invocation, Outcome};

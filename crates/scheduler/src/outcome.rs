@@ -16,6 +16,46 @@ pub struct InvokeResult {
     pub duration_ms: f64,
     /// Init time of a cold start, milliseconds; `None` when warm.
     pub init_ms: Option<f64>,
+    /// The invocation's log: START, the function's output, END and REPORT lines.
+    pub log: Bytes,
+}
+
+/// The facts an invocation's log reports.
+pub(crate) struct LogFacts<'a> {
+    pub request_id: &'a str,
+    pub version: &'a str,
+    pub output: &'a [u8],
+    pub timed_out_after_s: Option<u32>,
+    pub duration_ms: f64,
+    pub init_ms: Option<f64>,
+    pub memory_mb: u32,
+    pub max_memory_used_mb: u64,
+}
+
+/// The invocation log as Lambda writes it (tab-separated REPORT fields, 1 ms billing).
+pub(crate) fn invocation_log(facts: &LogFacts<'_>) -> Bytes {
+    let id = facts.request_id;
+    let mut log = format!("START RequestId: {id} Version: {}\n", facts.version).into_bytes();
+    log.extend_from_slice(facts.output);
+    if let Some(seconds) = facts.timed_out_after_s {
+        log.extend_from_slice(
+            format!("RequestId: {id} Error: Task timed out after {seconds}.00 seconds\n")
+                .as_bytes(),
+        );
+    }
+    let mut report = format!(
+        "END RequestId: {id}\nREPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t",
+        facts.duration_ms,
+        facts.duration_ms.ceil() as u64,
+        facts.memory_mb,
+        facts.max_memory_used_mb,
+    );
+    if let Some(init) = facts.init_ms {
+        report.push_str(&format!("Init Duration: {init:.2} ms\t"));
+    }
+    report.push('\n');
+    log.extend_from_slice(report.as_bytes());
+    Bytes::from(log)
 }
 
 fn error_json(error_type: &str, message: String) -> Bytes {
@@ -67,6 +107,25 @@ pub(crate) fn missing_entrypoint(request_id: &str, why: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_has_start_output_end_and_report_lines() {
+        let log = invocation_log(&LogFacts {
+            request_id: "r1",
+            version: "$LATEST",
+            output: b"hello\n",
+            timed_out_after_s: None,
+            duration_ms: 15.74,
+            init_ms: Some(130.49),
+            memory_mb: 128,
+            max_memory_used_mb: 56,
+        });
+        let text = String::from_utf8(log.to_vec()).expect("utf-8");
+        assert_eq!(
+            text,
+            "START RequestId: r1 Version: $LATEST\nhello\nEND RequestId: r1\nREPORT RequestId: r1\tDuration: 15.74 ms\tBilled Duration: 16 ms\tMemory Size: 128 MB\tMax Memory Used: 56 MB\tInit Duration: 130.49 ms\t\n"
+        );
+    }
 
     #[test]
     fn timeouts_and_crashes_read_as_lambda_words_them() {

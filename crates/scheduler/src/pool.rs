@@ -9,7 +9,7 @@ use nimbus_core::FunctionConfig;
 use nimbus_runtime::{Instance, Invocation, Launcher};
 use nimbus_store::CodeCache;
 
-use crate::outcome::{missing_entrypoint, payload_of};
+use crate::outcome::{invocation_log, missing_entrypoint, payload_of, LogFacts};
 use crate::{InvokeError, InvokeResult};
 
 /// How the scheduler behaves.
@@ -92,13 +92,24 @@ impl Scheduler {
                 match self.launcher.start(function, &code_dir).await? {
                     Ok(instance) => instance,
                     Err(missing) => {
+                        let log = invocation_log(&LogFacts {
+                            request_id: &request.request_id,
+                            version: &function.version,
+                            output: format!("{}\n", missing.0).as_bytes(),
+                            timed_out_after_s: None,
+                            duration_ms: 0.0,
+                            init_ms: None,
+                            memory_mb: function.spec.memory_mb,
+                            max_memory_used_mb: 0,
+                        });
                         return Ok(InvokeResult {
                             payload: missing_entrypoint(&request.request_id, &missing.0),
                             function_error: true,
                             executed_version: function.version.clone(),
                             duration_ms: 0.0,
                             init_ms: None,
-                        })
+                            log,
+                        });
                     }
                 }
             }
@@ -111,7 +122,7 @@ impl Scheduler {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis())
             .unwrap_or_default();
-        let outcome = instance
+        let (outcome, output) = instance
             .invoke(Invocation {
                 request_id: request.request_id.clone(),
                 payload: request.payload,
@@ -124,6 +135,24 @@ impl Scheduler {
         let duration_ms = begun.elapsed().as_secs_f64() * 1000.0;
         let init_ms = cold.then(|| begun.duration_since(instance.started()).as_secs_f64() * 1000.0);
         let keep = outcome.keeps_instance() && instance.is_alive();
+        let timed_out = outcome == nimbus_runtime::Outcome::TimedOut;
+        let log = invocation_log(&LogFacts {
+            request_id: &request.request_id,
+            version: &function.version,
+            output: &output,
+            timed_out_after_s: timed_out.then_some(function.spec.timeout_s),
+            duration_ms,
+            init_ms,
+            memory_mb: function.spec.memory_mb,
+            max_memory_used_mb: instance.max_memory_used_mb(),
+        });
+        tracing::info!(
+            target: "nimbus::function",
+            function = %function.name,
+            request_id = %request.request_id,
+            "{}",
+            String::from_utf8_lossy(log.rsplit(|b| *b == b'\n').nth(1).unwrap_or_default())
+        );
         let (payload, function_error) =
             payload_of(outcome, &request.request_id, function.spec.timeout_s);
         if keep {
@@ -135,6 +164,7 @@ impl Scheduler {
             executed_version: function.version.clone(),
             duration_ms,
             init_ms,
+            log,
         })
     }
 

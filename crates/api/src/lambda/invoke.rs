@@ -15,6 +15,9 @@ use nimbus_core::{limits, Error, ErrorKind};
 use super::read_body;
 use crate::{ApiError, RequestId};
 
+/// How much of the invocation log `X-Amz-Log-Type: Tail` returns, bytes.
+const LOG_TAIL_BYTES: usize = 4096;
+
 /// Longest `X-Amz-Client-Context`, bytes of base64.
 const CLIENT_CONTEXT_MAX: usize = 3583;
 
@@ -56,6 +59,21 @@ pub(crate) async fn invoke(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("RequestResponse");
     let qualifier = params.get("Qualifier").cloned();
+    let tail = match headers
+        .get("x-amz-log-type")
+        .map(|v| v.to_str().unwrap_or(""))
+    {
+        None | Some("None") => false,
+        Some("Tail") => true,
+        Some(other) => {
+            return Err(Error::validation(
+                other,
+                "logType",
+                "Member must satisfy enum value set: [Tail, None]",
+            )
+            .into())
+        }
+    };
     match invocation_type {
         "RequestResponse" => {}
         "DryRun" => {
@@ -111,6 +129,13 @@ pub(crate) async fn invoke(
             "x-amz-function-error",
             HeaderValue::from_static("Unhandled"),
         );
+    }
+    if tail {
+        let last = &result.log[result.log.len().saturating_sub(LOG_TAIL_BYTES)..];
+        let encoded = base64::engine::general_purpose::STANDARD.encode(last);
+        if let Ok(v) = HeaderValue::from_str(&encoded) {
+            out.insert("x-amz-log-result", v);
+        }
     }
     Ok(response)
 }
