@@ -94,11 +94,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .or_else(|| find_interpreter(&["/usr/bin/node", "/usr/local/bin/node"], "node"))
         .unwrap_or_else(|| PathBuf::from("node"));
     tracing::info!(python = %python.display(), node = %node.display(), data_dir = %data.display(), "runtimes");
+    let sandbox = nimbus_sandbox::Capabilities::detect();
+    if !sandbox.pid_namespace {
+        tracing::warn!(
+            "not running as root: instances get no PID namespace, so a process a function starts and detaches could outlive a SIGKILLed server"
+        );
+    }
     let launcher = Launcher::new(RuntimeConfig {
         python,
         node,
         clients,
         region: args.region.clone(),
+        sandbox,
     });
     let scheduler = Scheduler::new(
         launcher,

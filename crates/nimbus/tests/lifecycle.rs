@@ -1,14 +1,26 @@
-//! Server lifecycle: restarts keep everything; a killed server leaves no instance behind.
+//! Server lifecycle: restarts keep everything; a stopped or killed server leaves no
+//! instance (nor anything an instance started) behind.
 
 use std::time::{Duration, Instant};
 
-use crate::support::{function_dir, process_gone, Server};
+use crate::support::{function_dir, processes_with_env, Server};
 
-const PID_FUNCTION: &str =
-    "import os\ndef handler(event, context):\n    return {'pid': os.getpid()}\n";
+/// A function that reports the instance it runs in and can leave a detached process behind.
+const MARKED_FUNCTION: &str = r#"
+import os, subprocess
+INSTANCE = os.urandom(8).hex()
+def handler(event, context):
+    if event.get("detach"):
+        subprocess.Popen(["sleep", "300"], start_new_session=True)
+    return {"instance": INSTANCE}
+"#;
 
-fn deploy_pid_function(server: &Server, root: &std::path::Path, name: &str) {
-    let dir = function_dir(root, name, &[("app.py", PID_FUNCTION, 0o644)]);
+const MARKER: &str = "NIMBUS_TEST_MARKER";
+
+/// Deploys the marked function; its processes carry `NIMBUS_TEST_MARKER=<marker>`.
+fn deploy_marked(server: &Server, root: &std::path::Path, name: &str, marker: &str) {
+    let dir = function_dir(root, name, &[("app.py", MARKED_FUNCTION, 0o644)]);
+    let env = format!("{MARKER}={marker}");
     server.cli_ok(&[
         "deploy",
         dir.to_str().expect("path"),
@@ -18,19 +30,27 @@ fn deploy_pid_function(server: &Server, root: &std::path::Path, name: &str) {
         "python3.12",
         "--handler",
         "app.handler",
+        "--env",
+        &env,
     ]);
 }
 
-fn invoke_pid(server: &Server, name: &str) -> i32 {
-    let out = server.cli_ok(&["invoke", name]);
+fn invoke_instance(server: &Server, name: &str, event: &str) -> String {
+    let out = server.cli_ok(&["invoke", name, "--data", event]);
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
-    v["pid"].as_i64().expect("pid") as i32
+    v["instance"].as_str().expect("instance id").to_owned()
 }
 
-fn wait_gone(pid: i32) -> bool {
+/// A marker unique to this test run and function.
+fn unique_marker(name: &str) -> String {
+    format!("{}-{name}", std::process::id())
+}
+
+/// Waits up to 10 s for every process carrying `marker` to be gone.
+fn all_gone(marker: &str) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if process_gone(pid) {
+        if processes_with_env(MARKER, marker).is_empty() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -42,45 +62,79 @@ fn wait_gone(pid: i32) -> bool {
 fn restart_keeps_functions_and_code() {
     let tmp = tempfile::tempdir().expect("tmp");
     let data = tmp.path().join("data");
+    let marker = unique_marker("survivor");
     let server = Server::start(&data);
-    deploy_pid_function(&server, tmp.path(), "survivor");
+    deploy_marked(&server, tmp.path(), "survivor", &marker);
     let before: serde_json::Value =
         serde_json::from_str(&server.cli_ok(&["get", "survivor", "--output", "json"]))
             .expect("json");
-    let pid = invoke_pid(&server, "survivor");
+    invoke_instance(&server, "survivor", "{}");
+    assert!(
+        !processes_with_env(MARKER, &marker).is_empty(),
+        "a warm instance should run"
+    );
     server.stop();
-    assert!(wait_gone(pid), "SIGTERM left instance {pid} running");
+    assert!(all_gone(&marker), "SIGTERM left instance processes running");
     let server = Server::start(&data);
     let after: serde_json::Value =
         serde_json::from_str(&server.cli_ok(&["get", "survivor", "--output", "json"]))
             .expect("json");
     assert_eq!(before["Configuration"], after["Configuration"]);
-    assert!(invoke_pid(&server, "survivor") > 0);
+    invoke_instance(&server, "survivor", "{}");
 }
 
 #[test]
 fn sigkill_of_the_server_leaves_no_instance_behind() {
     let tmp = tempfile::tempdir().expect("tmp");
+    let marker = unique_marker("orphan-check");
     let mut server = Server::start(&tmp.path().join("data"));
-    deploy_pid_function(&server, tmp.path(), "orphan-check");
-    let pid = invoke_pid(&server, "orphan-check");
-    assert!(!process_gone(pid), "the warm instance should be alive");
+    deploy_marked(&server, tmp.path(), "orphan-check", &marker);
+    invoke_instance(&server, "orphan-check", "{}");
+    assert!(
+        !processes_with_env(MARKER, &marker).is_empty(),
+        "a warm instance should run"
+    );
     server.child.kill().expect("SIGKILL the server");
     let _ = server.child.wait();
-    assert!(wait_gone(pid), "instance {pid} outlived a SIGKILLed server");
+    assert!(all_gone(&marker), "an instance outlived a SIGKILLed server");
 }
 
 #[test]
-fn a_code_update_retires_the_warm_instance() {
+fn sigkill_of_the_server_also_ends_processes_an_instance_detached() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("not root: PID namespaces are unavailable, nothing to check");
+        return;
+    }
     let tmp = tempfile::tempdir().expect("tmp");
+    let marker = unique_marker("detacher");
+    let mut server = Server::start(&tmp.path().join("data"));
+    deploy_marked(&server, tmp.path(), "detacher", &marker);
+    invoke_instance(&server, "detacher", r#"{"detach": true}"#);
+    assert!(
+        processes_with_env(MARKER, &marker).len() >= 2,
+        "the instance and its detached sleep should run"
+    );
+    server.child.kill().expect("SIGKILL the server");
+    let _ = server.child.wait();
+    assert!(
+        all_gone(&marker),
+        "a detached process outlived a SIGKILLed server"
+    );
+}
+
+#[test]
+fn a_config_update_retires_the_warm_instance() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let marker = unique_marker("retiree");
     let server = Server::start(&tmp.path().join("data"));
-    deploy_pid_function(&server, tmp.path(), "retiree");
-    let first = invoke_pid(&server, "retiree");
+    deploy_marked(&server, tmp.path(), "retiree", &marker);
+    let first = invoke_instance(&server, "retiree", "{}");
     assert_eq!(
-        invoke_pid(&server, "retiree"),
+        invoke_instance(&server, "retiree", "{}"),
         first,
         "second call reuses the warm instance"
     );
+    let old_pids = processes_with_env(MARKER, &marker);
     server.cli_ok(&[
         "deploy",
         tmp.path().join("retiree").to_str().expect("path"),
@@ -89,10 +143,14 @@ fn a_code_update_retires_the_warm_instance() {
         "--memory",
         "256",
     ]);
-    let second = invoke_pid(&server, "retiree");
+    let second = invoke_instance(&server, "retiree", "{}");
     assert_ne!(first, second, "a config update must start a fresh instance");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while old_pids.iter().any(|p| !crate::support::process_gone(*p)) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     assert!(
-        wait_gone(first),
-        "the retired instance {first} is still running"
+        old_pids.iter().all(|p| crate::support::process_gone(*p)),
+        "the retired instance is still running"
     );
 }

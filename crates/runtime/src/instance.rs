@@ -116,6 +116,8 @@ pub struct Instance {
     pub(crate) started: Instant,
     /// Set once the instance has served an invocation.
     pub(crate) warm: bool,
+    /// Whether the runtime runs in its own PID namespace, as the child of `pid`.
+    pub(crate) pid_namespace: bool,
     /// Asks the output task to drain what the process has written.
     pub(crate) flush: mpsc::Sender<crate::output::FlushRequest>,
 }
@@ -192,7 +194,12 @@ impl Instance {
 
     /// Peak resident memory of the runtime process so far, MB (0 once it is gone).
     pub fn max_memory_used_mb(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.pid))
+        let pid = if self.pid_namespace {
+            nimbus_sandbox::workload_pid(self.pid)
+        } else {
+            self.pid
+        };
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
             .ok()
             .and_then(|status| {
                 status

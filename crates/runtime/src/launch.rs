@@ -25,6 +25,8 @@ pub struct RuntimeConfig {
     pub clients: BuiltinClients,
     /// The region functions see and ARNs carry.
     pub region: String,
+    /// What the host lets the sandbox do.
+    pub sandbox: nimbus_sandbox::Capabilities,
 }
 
 /// Starts instances of functions.
@@ -178,7 +180,7 @@ impl Launcher {
             cwd: code_dir.to_owned(),
         };
         let started = Instant::now();
-        let mut child = match nimbus_sandbox::spawn(&spec) {
+        let mut child = match nimbus_sandbox::spawn(&spec, self.config.sandbox) {
             Ok(child) => child,
             Err(e) => {
                 api_task.abort();
@@ -221,6 +223,7 @@ impl Launcher {
             started,
             warm: false,
             flush,
+            pid_namespace: self.config.sandbox.pid_namespace,
         }))
     }
 

@@ -2,8 +2,10 @@
 //! it with everything it started. This is the only crate with `unsafe` code.
 //!
 //! Each instance runs as the leader of its own process group, with a parent-death signal
-//! of SIGKILL, so a server killed with SIGKILL takes its instances with it. Namespaces,
-//! cgroups and rlimits come here too, as the isolation work lands.
+//! of SIGKILL, so a server killed with SIGKILL takes its instances with it. Where the host
+//! allows (root), the runtime also runs as PID 1 of its own PID namespace under a small
+//! waiting parent: when that parent dies, the kernel kills every process the runtime
+//! started too, however it detached. Cgroups and rlimits come here as isolation lands.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,9 +40,29 @@ pub struct ProcessSpec {
     pub cwd: PathBuf,
 }
 
+/// What this host lets Nimbus do to contain instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Each instance gets its own PID namespace (needs root).
+    pub pid_namespace: bool,
+}
+
+impl Capabilities {
+    /// Detects what this host allows.
+    pub fn detect() -> Self {
+        Capabilities {
+            pid_namespace: nix::unistd::geteuid().is_root(),
+        }
+    }
+}
+
 /// Starts `spec` in a new process group with stdout and stderr piped and stdin closed.
-/// The process is killed by the kernel if the server dies.
-pub fn spawn(spec: &ProcessSpec) -> Result<tokio::process::Child, SandboxError> {
+/// The process is killed by the kernel if the server dies; with `caps.pid_namespace`, so is
+/// everything it starts.
+pub fn spawn(
+    spec: &ProcessSpec,
+    caps: Capabilities,
+) -> Result<tokio::process::Child, SandboxError> {
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .args(&spec.args)
@@ -53,14 +75,27 @@ pub fn spawn(spec: &ProcessSpec) -> Result<tokio::process::Child, SandboxError> 
         .process_group(0)
         .kill_on_drop(true);
     let server = std::process::id();
+    let pid_namespace = caps.pid_namespace;
     // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe functions (prctl, getppid, _exit); it allocates nothing.
+    // async-signal-safe functions (prctl, getppid, unshare, fork, close_range, waitpid,
+    // signal, kill, _exit); it allocates nothing.
     unsafe {
         command.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
             // The server may have died between fork and prctl: then nobody will signal us.
             if nix::unistd::getppid().as_raw() != server as i32 {
                 nix::libc::_exit(1);
+            }
+            if pid_namespace && nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).is_ok() {
+                // The next child is PID 1 of the new namespace; this process stays outside
+                // as its parent, so the runtime dies (and takes the namespace) when we do.
+                match nix::unistd::fork().map_err(std::io::Error::from)? {
+                    nix::unistd::ForkResult::Child => {
+                        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                            .map_err(std::io::Error::from)?;
+                    }
+                    nix::unistd::ForkResult::Parent { child } => wait_and_mirror(child),
+                }
             }
             Ok(())
         });
@@ -69,6 +104,37 @@ pub fn spawn(spec: &ProcessSpec) -> Result<tokio::process::Child, SandboxError> 
         program: spec.program.display().to_string(),
         source,
     })
+}
+
+/// Runs in the parent left outside the PID namespace: holds no files (so the spawner sees
+/// the exec of the runtime, not of this process), waits for the runtime and exits as it did.
+///
+/// # Safety
+/// Only for the forked child inside `pre_exec`: calls async-signal-safe functions only.
+unsafe fn wait_and_mirror(child: Pid) -> ! {
+    nix::libc::close_range(0, u32::MAX, 0);
+    loop {
+        match nix::sys::wait::waitpid(child, None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => nix::libc::_exit(code),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, signal, _)) => {
+                nix::libc::signal(signal as i32, nix::libc::SIG_DFL);
+                nix::libc::kill(nix::libc::getpid(), signal as i32);
+                nix::libc::_exit(128 + signal as i32);
+            }
+            Ok(_) => {}
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => nix::libc::_exit(1),
+        }
+    }
+}
+
+/// The process that runs the workload of the instance whose process is `pid`: `pid`
+/// itself, or its child when the instance has a PID namespace.
+pub fn workload_pid(pid: u32) -> u32 {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .ok()
+        .and_then(|children| children.split_whitespace().next()?.parse().ok())
+        .unwrap_or(pid)
 }
 
 /// Kills the process group led by `pid`: the instance and everything it started.
