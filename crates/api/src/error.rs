@@ -30,7 +30,11 @@ fn status(kind: ErrorKind) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let Error { kind, message } = self.0;
+        let Error {
+            kind,
+            message,
+            reason,
+        } = self.0;
         // Lambda's shapes spell the message key differently per error.
         let key = match kind {
             ErrorKind::ResourceNotFound | ErrorKind::Service => "Message",
@@ -47,7 +51,10 @@ impl IntoResponse for ApiError {
             .into(),
         );
         body.insert(key.into(), message.into());
-        (
+        if let Some(reason) = reason {
+            body.insert("Reason".into(), reason.into());
+        }
+        let mut response = (
             status(kind),
             [
                 ("x-amzn-errortype", kind.code()),
@@ -55,7 +62,13 @@ impl IntoResponse for ApiError {
             ],
             serde_json::Value::Object(body).to_string(),
         )
-            .into_response()
+            .into_response();
+        if kind == ErrorKind::TooManyRequests {
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod error;
 mod lambda;
+mod nimbus;
 
 use std::sync::Arc;
 
@@ -23,6 +24,7 @@ pub struct RequestId(pub String);
 /// Every route Nimbus serves on its public address.
 pub fn router(platform: Arc<Platform>) -> Router {
     lambda::routes()
+        .merge(nimbus::routes())
         .fallback(error::unknown_operation)
         .with_state(platform)
         .layer(DefaultBodyLimit::disable())

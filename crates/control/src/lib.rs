@@ -7,7 +7,7 @@ use bytes::Bytes;
 use nimbus_core::arn::{parse_function_ref, ArnScope};
 use nimbus_core::model::{lambda_timestamp, new_revision_id, LATEST};
 use nimbus_core::validate::{self, SpecPatch};
-use nimbus_core::{limits, Error, ErrorKind, FunctionConfig};
+use nimbus_core::{limits, Error, ErrorKind, FunctionConfig, Scaling};
 use nimbus_scheduler::{InvokeError, InvokeRequest, InvokeResult, Scheduler};
 use nimbus_store::{CodeCache, MetadataStore, StoreError};
 
@@ -37,6 +37,10 @@ pub struct AccountUsage {
     pub function_count: u64,
     /// Bytes of code stored.
     pub total_code_size: u64,
+    /// The node's concurrency limit.
+    pub concurrent_executions: u32,
+    /// What is left of it after reservations.
+    pub unreserved_concurrent_executions: u64,
 }
 
 /// One invocation as the control plane receives it.
@@ -83,6 +87,14 @@ impl Platform {
             scheduler,
             scope,
         }
+    }
+
+    /// Brings the scheduler up to date with stored settings; call once at start.
+    pub async fn load(&self) -> Result<()> {
+        let reserved = self.meta.reserved_total(None).await.map_err(store_error)?;
+        self.scheduler
+            .set_reserved_total(u32::try_from(reserved).unwrap_or(u32::MAX));
+        Ok(())
     }
 
     /// Where ARNs point.
@@ -361,10 +373,87 @@ impl Platform {
     /// Usage figures for GetAccountSettings.
     pub async fn account_usage(&self) -> Result<AccountUsage> {
         let (function_count, total_code_size) = self.meta.usage().await.map_err(store_error)?;
+        let reserved = self.meta.reserved_total(None).await.map_err(store_error)?;
+        let concurrent_executions = self.scheduler.max_concurrency();
         Ok(AccountUsage {
             function_count,
             total_code_size,
+            concurrent_executions,
+            unreserved_concurrent_executions: u64::from(concurrent_executions)
+                .saturating_sub(reserved),
         })
+    }
+
+    /// The scheduling settings of the function named by `function`.
+    pub async fn get_scaling(&self, function: &str) -> Result<Scaling> {
+        let config = self.get_unqualified(function).await?;
+        self.meta
+            .get_scaling(&config.name)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| Error::function_not_found(&self.scope.function_arn(&config.name)))
+    }
+
+    /// How many executions must stay unreserved: Lambda's 100, or a tenth of a small node.
+    fn min_unreserved(&self) -> u64 {
+        u64::from(self.scheduler.max_concurrency() / 10).min(100)
+    }
+
+    /// PutFunctionConcurrency: reserves concurrency for one function.
+    pub async fn put_reserved_concurrency(&self, function: &str, reserved: i64) -> Result<u32> {
+        let config = self.get_unqualified(function).await?;
+        let max = u64::from(self.scheduler.max_concurrency());
+        let Ok(value) = u32::try_from(reserved) else {
+            return Err(Error::invalid(format!(
+                "ReservedConcurrentExecutions must be between 0 and {max}, got {reserved}"
+            )));
+        };
+        let others = self
+            .meta
+            .reserved_total(Some(&config.name))
+            .await
+            .map_err(store_error)?;
+        if others + u64::from(value) > max.saturating_sub(self.min_unreserved()) {
+            return Err(Error::invalid(format!(
+                "Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{}].",
+                self.min_unreserved()
+            )));
+        }
+        self.meta
+            .set_reserved_concurrency(&config.name, Some(value))
+            .await
+            .map_err(store_error)?;
+        self.load().await?;
+        Ok(value)
+    }
+
+    /// DeleteFunctionConcurrency: the function shares the unreserved pool again.
+    pub async fn delete_reserved_concurrency(&self, function: &str) -> Result<()> {
+        let config = self.get_unqualified(function).await?;
+        self.meta
+            .set_reserved_concurrency(&config.name, None)
+            .await
+            .map_err(store_error)?;
+        self.load().await
+    }
+
+    /// Sets how long the function's idle instances stay warm (`None`: the server default).
+    pub async fn set_keep_alive(&self, function: &str, seconds: Option<i64>) -> Result<Scaling> {
+        let config = self.get_unqualified(function).await?;
+        let seconds = match seconds {
+            None => None,
+            Some(s) if (0..=86_400).contains(&s) => u32::try_from(s).ok(),
+            Some(s) => {
+                return Err(Error::invalid(format!(
+                    "KeepAliveSeconds must be between 0 and 86400, got {s}"
+                )))
+            }
+        };
+        self.meta
+            .set_keep_alive(&config.name, seconds)
+            .await
+            .map_err(store_error)?;
+        self.get_scaling(&config.name).await
     }
 
     /// Invoke (RequestResponse): runs the function and returns its result or error payload.
@@ -372,6 +461,12 @@ impl Platform {
         let function = self
             .get_function(&request.function, request.qualifier.as_deref())
             .await?;
+        let scaling = self
+            .meta
+            .get_scaling(&function.name)
+            .await
+            .map_err(store_error)?
+            .unwrap_or_default();
         let invoked_arn = match &request.qualifier {
             Some(q) => self.scope.qualified_arn(&function.name, q),
             None => self.scope.function_arn(&function.name),
@@ -380,6 +475,7 @@ impl Platform {
             .scheduler
             .invoke(
                 &function,
+                scaling,
                 InvokeRequest {
                     request_id: request.request_id,
                     payload: request.payload,
@@ -390,6 +486,7 @@ impl Platform {
             .await;
         match result {
             Ok(result) => Ok(result),
+            Err(InvokeError::Throttled(reason)) => Err(Error::throttled(reason.as_str())),
             Err(InvokeError::ShuttingDown) => Err(Error::new(
                 ErrorKind::Service,
                 "the server is shutting down; retry against a running server",

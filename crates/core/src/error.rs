@@ -48,6 +48,8 @@ pub struct Error {
     pub kind: ErrorKind,
     /// The message, in Lambda's words where Lambda has words for it.
     pub message: String,
+    /// Why a request was throttled (`TooManyRequests` only), e.g. `ConcurrentInvocationLimitExceeded`.
+    pub reason: Option<String>,
 }
 
 impl Error {
@@ -56,6 +58,15 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            reason: None,
+        }
+    }
+
+    /// A throttle: Lambda's 429 with its `Reason`.
+    pub fn throttled(reason: &str) -> Self {
+        Error {
+            reason: Some(reason.to_owned()),
+            ..Self::new(ErrorKind::TooManyRequests, "Rate Exceeded.")
         }
     }
 

@@ -133,6 +133,16 @@ pub struct FunctionConfig {
     pub last_modified: String,
 }
 
+/// Scheduling settings kept beside a function's configuration (changing them does not
+/// change its revision).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scaling {
+    /// Reserved concurrency: the most instances the function may run at once, held for it.
+    pub reserved_concurrency: Option<u32>,
+    /// How long its idle instances stay warm, seconds; `None` takes the server's default.
+    pub keep_alive_s: Option<u32>,
+}
+
 /// The `$LATEST` version's name.
 pub const LATEST: &str = "$LATEST";
 

@@ -31,9 +31,21 @@ pub struct ServerArgs {
     /// Region reported in ARNs and to functions.
     #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
     region: String,
-    /// Seconds an idle instance is kept warm.
-    #[arg(long, env = "NIMBUS_KEEP_ALIVE", default_value_t = 300)]
+    /// Seconds an idle instance is kept warm (a function may override it).
+    #[arg(long, env = "NIMBUS_KEEP_ALIVE", default_value_t = 600)]
     keep_alive: u64,
+    /// Most invocations running at once on this node.
+    #[arg(long, env = "NIMBUS_MAX_CONCURRENCY", default_value_t = 1000)]
+    max_concurrency: u32,
+    /// Most memory live instances may be configured with together, MB (default: 80% of RAM).
+    #[arg(long, env = "NIMBUS_MEMORY_BUDGET")]
+    memory_budget: Option<u64>,
+    /// Milliseconds an invocation over a limit waits for capacity before a 429.
+    #[arg(long, env = "NIMBUS_QUEUE_TIMEOUT", default_value_t = 300)]
+    queue_timeout: u64,
+    /// Seconds a new instance may take to initialise before the init is retried.
+    #[arg(long, default_value_t = 10)]
+    init_timeout: u64,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 10)]
     shutdown_grace: u64,
@@ -107,17 +119,32 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         region: args.region.clone(),
         sandbox,
     });
+    let memory_budget_mb = args.memory_budget.unwrap_or_else(default_memory_budget_mb);
+    tracing::info!(
+        max_concurrency = args.max_concurrency,
+        memory_budget_mb,
+        keep_alive_s = args.keep_alive,
+        "limits"
+    );
     let scheduler = Scheduler::new(
         launcher,
         code.clone(),
         SchedulerConfig {
             keep_alive: Duration::from_secs(args.keep_alive),
+            max_concurrency: args.max_concurrency,
+            memory_budget_mb,
+            queue_timeout: Duration::from_millis(args.queue_timeout),
+            init_timeout: Duration::from_secs(args.init_timeout),
         },
     );
     let scope = ArnScope {
         region: args.region.clone(),
     };
     let platform = Arc::new(Platform::new(meta, code, scheduler.clone(), scope));
+    platform
+        .load()
+        .await
+        .map_err(|e| anyhow::anyhow!("loading function settings: {e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
@@ -162,6 +189,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// 80% of the machine's memory, MB (4 GB if it cannot be read).
+fn default_memory_budget_mb() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(4096, |kb| kb / 1024 * 4 / 5)
 }
 
 /// Resolves with the name of the first SIGTERM or SIGINT.

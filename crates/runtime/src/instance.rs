@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -28,10 +28,11 @@ pub struct Invocation {
     pub request_id: String,
     /// The event.
     pub payload: Bytes,
-    /// When the invocation times out.
-    pub deadline: Instant,
-    /// The same deadline as epoch milliseconds, for `Lambda-Runtime-Deadline-Ms`.
-    pub deadline_epoch_ms: u128,
+    /// How long the function may run, counted from when the runtime picks the event up.
+    pub timeout: Duration,
+    /// A deadline the invocation may not pass, whenever it is picked up (a retried init
+    /// counts against the function's timeout).
+    pub not_after: Option<Instant>,
     /// The ARN the caller invoked, qualifier included.
     pub invoked_arn: String,
     /// Decoded client context JSON, if the caller sent one.
@@ -51,6 +52,8 @@ pub enum Outcome {
     Exited(String),
     /// The deadline passed; the instance was killed.
     TimedOut,
+    /// The runtime did not ask for the event within the init timeout; it was killed.
+    InitTimedOut,
     /// The runtime's response was over the size limit.
     ResponseTooLarge,
 }
@@ -60,6 +63,15 @@ impl Outcome {
     pub fn keeps_instance(&self) -> bool {
         matches!(self, Outcome::Success(_) | Outcome::FunctionError(_))
     }
+}
+
+/// An invocation waiting in an instance's queue, with the channels that report on it.
+pub(crate) struct Queued {
+    pub(crate) invocation: Invocation,
+    /// Receives the runtime's answer.
+    pub(crate) reply: oneshot::Sender<Reply>,
+    /// Told the deadline when the runtime picks the event up.
+    pub(crate) picked_up: oneshot::Sender<Instant>,
 }
 
 /// What the Runtime API hands back to a waiting invocation.
@@ -80,7 +92,7 @@ pub(crate) struct Inflight {
 pub(crate) struct Shared {
     pub(crate) identity: Identity,
     /// Invocations waiting for the runtime's next `/next`.
-    pub(crate) queue: tokio::sync::Mutex<mpsc::Receiver<(Invocation, oneshot::Sender<Reply>)>>,
+    pub(crate) queue: tokio::sync::Mutex<mpsc::Receiver<Queued>>,
     /// The invocation handed out by `/next` and not yet answered.
     pub(crate) inflight: Mutex<Option<Inflight>>,
     /// The last request id answered, to tell a double reply from an unknown id.
@@ -107,7 +119,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Instance {
     pub(crate) shared: Arc<Shared>,
     pub(crate) pid: u32,
-    pub(crate) submit: mpsc::Sender<(Invocation, oneshot::Sender<Reply>)>,
+    pub(crate) submit: mpsc::Sender<Queued>,
     /// Becomes `Some(status text)` when the process has exited.
     pub(crate) exited: watch::Receiver<Option<String>>,
     pub(crate) api_task: tokio::task::JoinHandle<()>,
@@ -153,30 +165,31 @@ impl Instance {
         self.exited.borrow().is_none()
     }
 
-    /// Runs one invocation to its end: the runtime's answer, its exit, or the deadline.
-    /// Gives the outcome and what the function printed meanwhile.
-    pub async fn invoke(&mut self, invocation: Invocation) -> (Outcome, Vec<u8>) {
-        let deadline = tokio::time::Instant::from_std(invocation.deadline);
+    /// Runs one invocation to its end: the runtime's answer, its exit, or a deadline.
+    /// A cold instance must pick the event up before `init_deadline`; the function's
+    /// timeout runs from the pick-up, which `on_pickup` hears of. Gives the outcome and
+    /// what the function printed meanwhile.
+    pub async fn invoke(
+        &mut self,
+        invocation: Invocation,
+        init_deadline: Instant,
+        on_pickup: impl FnOnce(Instant),
+    ) -> (Outcome, Vec<u8>) {
         let request_id = invocation.request_id.clone();
         let (reply_tx, reply_rx) = oneshot::channel();
+        let (pickup_tx, pickup_rx) = oneshot::channel();
         *lock(&self.shared.current_request) = Some(request_id);
         *lock(&self.shared.capture) = Some(Vec::new());
-        let outcome = if self.submit.send((invocation, reply_tx)).await.is_err() {
+        let queued = Queued {
+            invocation,
+            reply: reply_tx,
+            picked_up: pickup_tx,
+        };
+        let outcome = if self.submit.send(queued).await.is_err() {
             self.exit_outcome().await
         } else {
-            tokio::select! {
-                reply = reply_rx => match reply {
-                    Ok(Reply::Response(body)) => Outcome::Success(body),
-                    Ok(Reply::Error(body)) => Outcome::FunctionError(body),
-                    Ok(Reply::TooLarge) => Outcome::ResponseTooLarge,
-                    Err(_) => self.exit_outcome().await,
-                },
-                _ = wait_exit(self.exited.clone()) => self.exit_outcome().await,
-                _ = tokio::time::sleep_until(deadline) => {
-                    self.kill();
-                    Outcome::TimedOut
-                }
-            }
+            self.await_outcome(reply_rx, pickup_rx, init_deadline, on_pickup)
+                .await
         };
         self.warm = true;
         // Everything printed before the answer is in the pipes now: take it into the log.
@@ -190,6 +203,42 @@ impl Instance {
             self.kill();
         }
         (outcome, output)
+    }
+
+    /// Waits for the pick-up (bounded by `init_deadline`), then for the answer (bounded
+    /// by the deadline the pick-up set), watching for the process to exit throughout.
+    async fn await_outcome(
+        &self,
+        reply_rx: oneshot::Receiver<Reply>,
+        pickup_rx: oneshot::Receiver<Instant>,
+        init_deadline: Instant,
+        on_pickup: impl FnOnce(Instant),
+    ) -> Outcome {
+        let deadline = tokio::select! {
+            picked = pickup_rx => match picked {
+                Ok(deadline) => deadline,
+                Err(_) => return self.exit_outcome().await,
+            },
+            _ = wait_exit(self.exited.clone()) => return self.exit_outcome().await,
+            _ = tokio::time::sleep_until(init_deadline.into()) => {
+                self.kill();
+                return Outcome::InitTimedOut;
+            }
+        };
+        on_pickup(deadline);
+        tokio::select! {
+            reply = reply_rx => match reply {
+                Ok(Reply::Response(body)) => Outcome::Success(body),
+                Ok(Reply::Error(body)) => Outcome::FunctionError(body),
+                Ok(Reply::TooLarge) => Outcome::ResponseTooLarge,
+                Err(_) => self.exit_outcome().await,
+            },
+            _ = wait_exit(self.exited.clone()) => self.exit_outcome().await,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                self.kill();
+                Outcome::TimedOut
+            }
+        }
     }
 
     /// Peak resident memory of the runtime process so far, MB (0 once it is gone).
@@ -222,6 +271,16 @@ impl Instance {
     /// Kills the process group now.
     pub fn kill(&self) {
         nimbus_sandbox::kill_group(self.pid);
+    }
+
+    /// Stops every process of the instance (it uses no CPU while idle).
+    pub fn freeze(&self) {
+        nimbus_sandbox::signal_group(self.pid, nix::sys::signal::Signal::SIGSTOP);
+    }
+
+    /// Resumes a frozen instance.
+    pub fn thaw(&self) {
+        nimbus_sandbox::signal_group(self.pid, nix::sys::signal::Signal::SIGCONT);
     }
 }
 

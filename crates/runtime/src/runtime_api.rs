@@ -11,7 +11,7 @@ use axum::Router;
 use bytes::Bytes;
 use nimbus_core::limits::RUNTIME_RESPONSE_MAX_BYTES;
 
-use crate::instance::{lock, Inflight, Reply, Shared};
+use crate::instance::{lock, Inflight, Queued, Reply, Shared};
 
 /// The routes of one instance's Runtime API.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -42,17 +42,33 @@ fn accepted() -> Response {
 /// Long-polls for the next invocation and hands it to the runtime.
 async fn next(State(shared): State<Arc<Shared>>) -> Response {
     let received = shared.queue.lock().await.recv().await;
-    let Some((invocation, reply)) = received else {
+    let Some(Queued {
+        invocation,
+        reply,
+        picked_up,
+    }) = received
+    else {
         // The instance is being retired: the runtime will be killed.
         return json(
             StatusCode::INTERNAL_SERVER_ERROR,
             serde_json::json!({"errorMessage": "instance is shutting down", "errorType": "Runtime.Shutdown"}),
         );
     };
+    let now = std::time::Instant::now();
+    let deadline = match invocation.not_after {
+        Some(limit) => (now + invocation.timeout).min(limit),
+        None => now + invocation.timeout,
+    };
+    let deadline_epoch_ms = (std::time::SystemTime::now()
+        + deadline.saturating_duration_since(now))
+    .duration_since(std::time::UNIX_EPOCH)
+    .map(|d| d.as_millis())
+    .unwrap_or_default();
     *lock(&shared.inflight) = Some(Inflight {
         request_id: invocation.request_id.clone(),
         reply,
     });
+    let _ = picked_up.send(deadline);
     let mut headers = HeaderMap::new();
     let mut put = |name: &'static str, value: &str| {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -61,10 +77,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
     };
     put("content-type", "application/json");
     put("lambda-runtime-aws-request-id", &invocation.request_id);
-    put(
-        "lambda-runtime-deadline-ms",
-        &invocation.deadline_epoch_ms.to_string(),
-    );
+    put("lambda-runtime-deadline-ms", &deadline_epoch_ms.to_string());
     put(
         "lambda-runtime-invoked-function-arn",
         &invocation.invoked_arn,

@@ -137,6 +137,13 @@ pub fn workload_pid(pid: u32) -> u32 {
         .unwrap_or(pid)
 }
 
+/// Sends `signal` to the process group led by `pid`.
+pub fn signal_group(pid: u32, signal: Signal) {
+    if let Ok(raw) = i32::try_from(pid) {
+        let _ = killpg(Pid::from_raw(raw), signal);
+    }
+}
+
 /// Kills the process group led by `pid`: the instance and everything it started.
 pub fn kill_group(pid: u32) {
     if let Ok(raw) = i32::try_from(pid) {

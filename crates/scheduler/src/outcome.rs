@@ -67,7 +67,7 @@ pub(crate) fn payload_of(outcome: Outcome, request_id: &str, timeout_s: u32) -> 
     match outcome {
         Outcome::Success(body) => (body, false),
         Outcome::FunctionError(body) | Outcome::InitError(body) => (body, true),
-        Outcome::TimedOut => (
+        Outcome::TimedOut | Outcome::InitTimedOut => (
             error_json(
                 "Sandbox.Timedout",
                 format!(

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use nimbus_core::FunctionConfig;
+use nimbus_core::{FunctionConfig, Scaling};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -36,6 +36,14 @@ pub trait MetadataStore: Send + Sync {
     ) -> Result<Vec<FunctionConfig>>;
     /// How many functions exist and the bytes of code they hold.
     async fn usage(&self) -> Result<(u64, u64)>;
+    /// The scheduling settings of function `name`, if it exists.
+    async fn get_scaling(&self, name: &str) -> Result<Option<Scaling>>;
+    /// Sets function `name`'s reserved concurrency; whether the function exists.
+    async fn set_reserved_concurrency(&self, name: &str, reserved: Option<u32>) -> Result<bool>;
+    /// Sets function `name`'s keep-alive override; whether the function exists.
+    async fn set_keep_alive(&self, name: &str, seconds: Option<u32>) -> Result<bool>;
+    /// Concurrency reserved by all functions but `except`.
+    async fn reserved_total(&self, except: Option<&str>) -> Result<u64>;
 }
 
 /// Metadata in a SQLite file, in WAL mode.
@@ -45,11 +53,18 @@ pub struct SqliteMetadata {
 }
 
 /// The SQLite schema, in order; each entry is applied once.
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "functions",
-    include_str!("../migrations/sqlite/0001_functions.sql"),
-)];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "functions",
+        include_str!("../migrations/sqlite/0001_functions.sql"),
+    ),
+    (
+        2,
+        "scaling",
+        include_str!("../migrations/sqlite/0002_scaling.sql"),
+    ),
+];
 
 /// The embedded migrations, as sqlx's migrator reads them.
 #[derive(Debug)]
@@ -190,5 +205,49 @@ impl MetadataStore for SqliteMetadata {
         let n: i64 = row.try_get("n")?;
         let bytes: i64 = row.try_get("bytes")?;
         Ok((n.max(0) as u64, bytes.max(0) as u64))
+    }
+
+    async fn get_scaling(&self, name: &str) -> Result<Option<Scaling>> {
+        let row =
+            sqlx::query("SELECT reserved_concurrency, keep_alive_s FROM functions WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let reserved: Option<i64> = row.try_get("reserved_concurrency")?;
+        let keep_alive: Option<i64> = row.try_get("keep_alive_s")?;
+        Ok(Some(Scaling {
+            reserved_concurrency: reserved.and_then(|v| u32::try_from(v).ok()),
+            keep_alive_s: keep_alive.and_then(|v| u32::try_from(v).ok()),
+        }))
+    }
+
+    async fn set_reserved_concurrency(&self, name: &str, reserved: Option<u32>) -> Result<bool> {
+        let done = sqlx::query("UPDATE functions SET reserved_concurrency = ? WHERE name = ?")
+            .bind(reserved.map(i64::from))
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_keep_alive(&self, name: &str, seconds: Option<u32>) -> Result<bool> {
+        let done = sqlx::query("UPDATE functions SET keep_alive_s = ? WHERE name = ?")
+            .bind(seconds.map(i64::from))
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn reserved_total(&self, except: Option<&str>) -> Result<u64> {
+        let row = sqlx::query(
+            "SELECT COALESCE(SUM(reserved_concurrency), 0) AS total FROM functions WHERE name != ?",
+        )
+        .bind(except.unwrap_or(""))
+        .fetch_one(&self.pool)
+        .await?;
+        let total: i64 = row.try_get("total")?;
+        Ok(total.max(0) as u64)
     }
 }

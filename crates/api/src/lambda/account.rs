@@ -18,8 +18,8 @@ pub(crate) async fn get(State(platform): State<Arc<Platform>>) -> Result<Json<Va
             "TotalCodeSize": limits::TOTAL_CODE_SIZE_BYTES,
             "CodeSizeUnzipped": limits::CODE_UNZIPPED_MAX_BYTES,
             "CodeSizeZipped": limits::CODE_ZIPPED_MAX_BYTES,
-            "ConcurrentExecutions": limits::CONCURRENT_EXECUTIONS,
-            "UnreservedConcurrentExecutions": limits::CONCURRENT_EXECUTIONS,
+            "ConcurrentExecutions": usage.concurrent_executions,
+            "UnreservedConcurrentExecutions": usage.unreserved_concurrent_executions,
         },
         "AccountUsage": {
             "TotalCodeSize": usage.total_code_size,

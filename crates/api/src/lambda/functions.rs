@@ -93,13 +93,18 @@ pub(crate) async fn get(
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1:9300");
-    Ok(Json(json!({
+    let scaling = platform.get_scaling(&function.name).await?;
+    let mut out = json!({
         "Configuration": function_configuration(platform.scope(), &function, true),
         "Code": {
             "RepositoryType": "S3",
             "Location": format!("http://{host}/nimbus/v1/functions/{}/code", function.name),
         },
-    })))
+    });
+    if let Some(reserved) = scaling.reserved_concurrency {
+        out["Concurrency"] = json!({ "ReservedConcurrentExecutions": reserved });
+    }
+    Ok(Json(out))
 }
 
 /// GetFunctionConfiguration.

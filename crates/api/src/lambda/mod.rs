@@ -1,6 +1,7 @@
 //! The Lambda API (restJson, as botocore sends it): one module per resource.
 
 mod account;
+mod concurrency;
 mod functions;
 mod invoke;
 mod shapes;
@@ -38,6 +39,14 @@ pub(crate) fn routes() -> Router<Arc<Platform>> {
         .route(
             "/2015-03-31/functions/{name}/invocations",
             post(invoke::invoke),
+        )
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            put(concurrency::put).delete(concurrency::delete),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(concurrency::get),
         )
         .route("/2016-08-19/account-settings", get(account::get))
         .route("/2016-08-19/account-settings/", get(account::get))

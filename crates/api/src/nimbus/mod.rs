@@ -1,0 +1,33 @@
+//! The Nimbus extensions under `/nimbus/v1/`: what Lambda keeps in other services.
+
+mod instances;
+mod scaling;
+
+use std::sync::Arc;
+
+use axum::routing::get;
+use axum::Router;
+use nimbus_control::Platform;
+
+/// The OpenAPI document describing these routes.
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// The extension routes.
+pub(crate) fn routes() -> Router<Arc<Platform>> {
+    Router::new()
+        .route("/nimbus/v1/health", get(health))
+        .route("/nimbus/v1/openapi.json", get(openapi))
+        .route("/nimbus/v1/instances", get(instances::list))
+        .route(
+            "/nimbus/v1/functions/{name}/scaling",
+            get(scaling::get).put(scaling::put),
+        )
+}
+
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn openapi() -> impl axum::response::IntoResponse {
+    ([("content-type", "application/json")], OPENAPI)
+}

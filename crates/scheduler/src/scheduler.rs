@@ -1,0 +1,451 @@
+//! The invoke path: admission (with a short queue), warm reuse or cold start, the
+//! invocation itself, and release; plus retirement, keep-alive reaping and introspection.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use nimbus_core::{FunctionConfig, Scaling};
+use nimbus_runtime::{Instance, Invocation, Launcher, Outcome};
+use nimbus_store::CodeCache;
+use serde::Serialize;
+
+use crate::outcome::{invocation_log, missing_entrypoint, payload_of, LogFacts};
+use crate::state::{
+    Admit, FunctionCounters, FunctionLimits, InstanceInfo, InstanceState, NodeLimits, PoolKey,
+    State, ThrottleReason, Ticket,
+};
+use crate::{InvokeError, InvokeResult};
+
+/// How the scheduler behaves.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// How long an idle instance stays warm, unless its function says otherwise.
+    pub keep_alive: Duration,
+    /// Most invocations running at once on this node.
+    pub max_concurrency: u32,
+    /// Most memory (the configured MemorySize of live instances) on this node, MB.
+    pub memory_budget_mb: u64,
+    /// How long an invocation over a limit waits for capacity before it is throttled.
+    pub queue_timeout: Duration,
+    /// How long a new instance may take to initialise before the init is retried.
+    pub init_timeout: Duration,
+}
+
+/// One invocation as the scheduler receives it.
+#[derive(Debug, Clone)]
+pub struct InvokeRequest {
+    /// The request id.
+    pub request_id: String,
+    /// The event.
+    pub payload: Bytes,
+    /// The ARN the caller used.
+    pub invoked_arn: String,
+    /// Decoded client context JSON.
+    pub client_context: Option<String>,
+}
+
+/// A live instance, as `GET /nimbus/v1/instances` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceView {
+    /// Instance id.
+    pub id: String,
+    /// Function name.
+    pub function: String,
+    /// Version it runs.
+    pub version: String,
+    /// Where it is in its life.
+    pub state: InstanceState,
+    /// Milliseconds since it was started.
+    pub age_ms: u64,
+    /// Invocations it has served.
+    pub invocations: u64,
+    /// How long its init took, milliseconds.
+    pub init_ms: Option<f64>,
+    /// Its process id on the host.
+    pub pid: u32,
+}
+
+/// A function's scheduling counters.
+#[derive(Debug, Clone, Serialize)]
+pub struct FunctionView {
+    /// Function name.
+    pub function: String,
+    /// The counters.
+    #[serde(flatten)]
+    pub counters: FunctionCounters,
+}
+
+/// Owns every instance on this node.
+pub struct Scheduler {
+    launcher: Launcher,
+    code: Arc<CodeCache>,
+    config: SchedulerConfig,
+    state: Mutex<State>,
+    /// Woken whenever capacity is released.
+    released: tokio::sync::Notify,
+}
+
+impl Scheduler {
+    /// A scheduler starting instances with `launcher` and code from `code`.
+    pub fn new(launcher: Launcher, code: Arc<CodeCache>, config: SchedulerConfig) -> Arc<Self> {
+        let scheduler = Arc::new(Scheduler {
+            launcher,
+            code,
+            config,
+            state: Mutex::new(State::default()),
+            released: tokio::sync::Notify::new(),
+        });
+        tokio::spawn(reap_idle(Arc::downgrade(&scheduler)));
+        scheduler
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        match self.state.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// The node's concurrency limit.
+    pub fn max_concurrency(&self) -> u32 {
+        self.config.max_concurrency
+    }
+
+    /// Tells the scheduler how much concurrency all functions reserve together.
+    pub fn set_reserved_total(&self, total: u32) {
+        self.state().reserved_total = total;
+        self.released.notify_waiters();
+    }
+
+    /// Invokes `function` synchronously: a warm instance if one is idle, else a cold start;
+    /// over a limit, waits up to the queue timeout, then is throttled.
+    pub async fn invoke(
+        &self,
+        function: &FunctionConfig,
+        scaling: Scaling,
+        request: InvokeRequest,
+    ) -> Result<InvokeResult, InvokeError> {
+        let key: PoolKey = (function.name.clone(), function.version.clone());
+        let limits = FunctionLimits {
+            reserved: scaling.reserved_concurrency,
+            memory_mb: function.spec.memory_mb,
+        };
+        let keep_alive = scaling.keep_alive_s.map_or(self.config.keep_alive, |s| {
+            Duration::from_secs(u64::from(s))
+        });
+        let (admitted, ticket) = self.admit(&key, &function.revision_id, &limits).await?;
+        let mut instance = match admitted {
+            Some(instance) => instance,
+            None => match self.start(function).await {
+                Ok(Ok(instance)) => instance,
+                Ok(Err(missing)) => {
+                    self.release(&ticket, None, false, keep_alive);
+                    return Ok(self.missing_entrypoint(function, &request, &missing.0));
+                }
+                Err(e) => {
+                    self.release(&ticket, None, false, keep_alive);
+                    return Err(e);
+                }
+            },
+        };
+        instance.thaw();
+        let begun = Instant::now();
+        let cold = !instance.is_warm();
+        let (mut outcome, mut output, mut picked_at) =
+            self.run(&mut instance, function, &request, None).await;
+        if outcome == Outcome::InitTimedOut {
+            // As Lambda does: the init is retried once, now within the function's timeout.
+            tracing::warn!(function = %function.name, "init timed out; retrying it within the invocation");
+            let not_after = begun + Duration::from_secs(u64::from(function.spec.timeout_s));
+            self.state().instances.remove(&instance.identity().id);
+            drop(instance);
+            instance = match self.start(function).await {
+                Ok(Ok(instance)) => instance,
+                Ok(Err(missing)) => {
+                    self.release(&ticket, None, false, keep_alive);
+                    return Ok(self.missing_entrypoint(function, &request, &missing.0));
+                }
+                Err(e) => {
+                    self.release(&ticket, None, false, keep_alive);
+                    return Err(e);
+                }
+            };
+            let (retried, more, picked) = self
+                .run(&mut instance, function, &request, Some(not_after))
+                .await;
+            picked_at = picked;
+            outcome = if retried == Outcome::InitTimedOut {
+                Outcome::TimedOut
+            } else {
+                retried
+            };
+            output.extend_from_slice(&more);
+        }
+        // Duration counts from the runtime's pick-up of the event, as Lambda's does.
+        let handler_ms = picked_at.map_or(0.0, |at| at.elapsed().as_secs_f64() * 1000.0);
+        let init_ms = if cold {
+            self.state()
+                .instances
+                .get(&instance.identity().id)
+                .and_then(|i| i.init_ms)
+        } else {
+            None
+        };
+        let log = invocation_log(&LogFacts {
+            request_id: &request.request_id,
+            version: &function.version,
+            output: &output,
+            timed_out_after_s: (outcome == Outcome::TimedOut).then_some(function.spec.timeout_s),
+            duration_ms: handler_ms,
+            init_ms,
+            memory_mb: function.spec.memory_mb,
+            max_memory_used_mb: instance.max_memory_used_mb(),
+        });
+        tracing::info!(
+            target: "nimbus::function",
+            function = %function.name,
+            request_id = %request.request_id,
+            "{}",
+            String::from_utf8_lossy(log.rsplit(|b| *b == b'\n').nth(1).unwrap_or_default())
+        );
+        let reusable = outcome.keeps_instance() && instance.is_alive();
+        self.release(&ticket, Some(instance), reusable, keep_alive);
+        let (payload, function_error) =
+            payload_of(outcome, &request.request_id, function.spec.timeout_s);
+        Ok(InvokeResult {
+            payload,
+            function_error,
+            executed_version: function.version.clone(),
+            duration_ms: handler_ms,
+            init_ms,
+            log,
+        })
+    }
+
+    /// Admission with a bounded wait: a warm instance, or `None` for a counted cold start.
+    async fn admit(
+        &self,
+        key: &PoolKey,
+        revision: &str,
+        limits: &FunctionLimits,
+    ) -> Result<(Option<Instance>, Ticket), InvokeError> {
+        let node = NodeLimits {
+            max_concurrency: self.config.max_concurrency,
+            memory_budget_mb: self.config.memory_budget_mb,
+        };
+        let give_up = tokio::time::Instant::now() + self.config.queue_timeout;
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            let (admit, ticket, gone) = {
+                let mut state = self.state();
+                if state.closed {
+                    return Err(InvokeError::ShuttingDown);
+                }
+                state.admit(key, revision, limits, node)
+            };
+            drop(gone);
+            match (admit, ticket) {
+                (Admit::Warm(instance), Some(ticket)) => return Ok((Some(instance), ticket)),
+                (Admit::Cold, Some(ticket)) => return Ok((None, ticket)),
+                (Admit::Refused(reason), _) => {
+                    if tokio::time::timeout_at(give_up, released).await.is_err() {
+                        return Err(self.throttle(&key.0, reason));
+                    }
+                }
+                _ => return Err(InvokeError::ShuttingDown),
+            }
+        }
+    }
+
+    fn throttle(&self, function: &str, reason: ThrottleReason) -> InvokeError {
+        self.state()
+            .counters
+            .entry(function.to_owned())
+            .or_default()
+            .throttles += 1;
+        InvokeError::Throttled(reason)
+    }
+
+    /// Starts a new instance and records it as starting.
+    async fn start(
+        &self,
+        function: &FunctionConfig,
+    ) -> Result<Result<Instance, nimbus_runtime::launch::MissingEntrypoint>, InvokeError> {
+        let code_dir = self.code.path(&function.code_sha256_hex).await?;
+        let started = self.launcher.start(function, &code_dir).await?;
+        if let Ok(instance) = &started {
+            self.state().instances.insert(
+                instance.identity().id.clone(),
+                InstanceInfo {
+                    function: function.name.clone(),
+                    version: function.version.clone(),
+                    revision: function.revision_id.clone(),
+                    state: InstanceState::Starting,
+                    created: instance.started(),
+                    invocations: 0,
+                    init_ms: None,
+                    pid: instance.pid(),
+                },
+            );
+        }
+        Ok(started)
+    }
+
+    /// Runs one invocation on `instance`, recording its pick-up; also says when that was.
+    async fn run(
+        &self,
+        instance: &mut Instance,
+        function: &FunctionConfig,
+        request: &InvokeRequest,
+        not_after: Option<Instant>,
+    ) -> (Outcome, Vec<u8>, Option<Instant>) {
+        let id = instance.identity().id.clone();
+        let started = instance.started();
+        let cold = !instance.is_warm();
+        let init_deadline = match not_after {
+            Some(limit) => limit,
+            None if cold => started + self.config.init_timeout,
+            // A warm runtime asks for work at once; this bound only guards a wedged one.
+            None => Instant::now() + Duration::from_secs(u64::from(function.spec.timeout_s)),
+        };
+        let invocation = Invocation {
+            request_id: request.request_id.clone(),
+            payload: request.payload.clone(),
+            timeout: Duration::from_secs(u64::from(function.spec.timeout_s)),
+            not_after,
+            invoked_arn: request.invoked_arn.clone(),
+            client_context: request.client_context.clone(),
+        };
+        let mut picked_at = None;
+        let (outcome, output) = instance
+            .invoke(invocation, init_deadline, |_deadline| {
+                picked_at = Some(Instant::now());
+                let mut state = self.state();
+                if let Some(info) = state.instances.get_mut(&id) {
+                    if cold {
+                        info.init_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+                    }
+                    info.state = InstanceState::Busy;
+                    info.invocations += 1;
+                }
+            })
+            .await;
+        (outcome, output, picked_at)
+    }
+
+    fn release(
+        &self,
+        ticket: &Ticket,
+        instance: Option<Instance>,
+        reusable: bool,
+        keep_alive: Duration,
+    ) {
+        let gone = self.state().release(ticket, instance, reusable, keep_alive);
+        drop(gone);
+        self.released.notify_waiters();
+    }
+
+    fn missing_entrypoint(
+        &self,
+        function: &FunctionConfig,
+        request: &InvokeRequest,
+        why: &str,
+    ) -> InvokeResult {
+        let log = invocation_log(&LogFacts {
+            request_id: &request.request_id,
+            version: &function.version,
+            output: format!("{why}\n").as_bytes(),
+            timed_out_after_s: None,
+            duration_ms: 0.0,
+            init_ms: None,
+            memory_mb: function.spec.memory_mb,
+            max_memory_used_mb: 0,
+        });
+        InvokeResult {
+            payload: missing_entrypoint(&request.request_id, why),
+            function_error: true,
+            executed_version: function.version.clone(),
+            duration_ms: 0.0,
+            init_ms: None,
+            log,
+        }
+    }
+
+    /// Retires the instances of function `name` that do not run `revision` (all of them
+    /// when `revision` is `None`, as on delete). Busy ones are retired when they finish.
+    pub fn retire(&self, name: &str, revision: Option<&str>) {
+        let gone = self.state().retire(name, revision);
+        drop(gone);
+        self.released.notify_waiters();
+    }
+
+    /// Kills every idle instance and refuses new invocations; busy instances are killed
+    /// as their invocations end or are dropped.
+    pub fn shutdown(&self) {
+        let gone = self.state().close();
+        drop(gone);
+        self.released.notify_waiters();
+    }
+
+    /// Every live instance (of `function`, if given), oldest first.
+    pub fn instances(&self, function: Option<&str>) -> Vec<InstanceView> {
+        let state = self.state();
+        let mut views: Vec<InstanceView> = state
+            .instances
+            .iter()
+            .filter(|(_, info)| function.is_none_or(|f| info.function == f))
+            .map(|(id, info)| InstanceView {
+                id: id.clone(),
+                function: info.function.clone(),
+                version: info.version.clone(),
+                state: info.state,
+                age_ms: info.created.elapsed().as_millis() as u64,
+                invocations: info.invocations,
+                init_ms: info.init_ms,
+                pid: info.pid,
+            })
+            .collect();
+        views.sort_by_key(|v| std::cmp::Reverse(v.age_ms));
+        views
+    }
+
+    /// Cold starts, warm starts and throttles per function (of `function`, if given).
+    pub fn counters(&self, function: Option<&str>) -> Vec<FunctionView> {
+        let state = self.state();
+        let mut views: Vec<FunctionView> = state
+            .counters
+            .iter()
+            .filter(|(name, _)| function.is_none_or(|f| *name == f))
+            .map(|(name, counters)| FunctionView {
+                function: name.clone(),
+                counters: counters.clone(),
+            })
+            .collect();
+        views.sort_by(|a, b| a.function.cmp(&b.function));
+        views
+    }
+
+    fn reap(&self) {
+        let expired = self.state().expired();
+        if !expired.is_empty() {
+            tracing::debug!(count = expired.len(), "reclaiming idle instances");
+            drop(expired);
+            self.released.notify_waiters();
+        }
+    }
+}
+
+/// Reclaims instances idle longer than their keep-alive, until the scheduler is gone.
+async fn reap_idle(scheduler: std::sync::Weak<Scheduler>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    loop {
+        tick.tick().await;
+        match scheduler.upgrade() {
+            Some(s) => s.reap(),
+            None => return,
+        }
+    }
+}
