@@ -44,6 +44,11 @@ pub enum Command {
         /// The function's name.
         name: String,
     },
+    /// Show live instances and cold/warm/throttle counters.
+    Instances {
+        /// Only this function's.
+        name: Option<String>,
+    },
     /// Delete a function.
     Rm {
         /// The function's name.
@@ -63,6 +68,9 @@ pub async fn run(command: Command, options: Options) -> anyhow::Result<ExitCode>
         Command::Invoke(args) => commands::invoke::run(&client, args).await,
         Command::Ls => commands::list::run(&client, options.output).await,
         Command::Get { name } => commands::get::run(&client, &name, options.output).await,
+        Command::Instances { name } => {
+            commands::instances::run(&client, name.as_deref(), options.output).await
+        }
         Command::Rm { name } => commands::remove::run(&client, &name).await,
     }
 }

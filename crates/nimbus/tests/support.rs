@@ -19,10 +19,16 @@ pub struct Server {
 impl Server {
     /// Starts a server on a free loopback port with its data in `data_dir`.
     pub fn start(data_dir: &Path) -> Server {
+        Server::start_with(data_dir, &[])
+    }
+
+    /// Starts a server with extra `nimbus server` flags.
+    pub fn start_with(data_dir: &Path, flags: &[&str]) -> Server {
         let mut command = Command::new(nimbus_bin());
         command
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(flags)
             .env("NIMBUS_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -61,6 +67,68 @@ impl Server {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Deploys a Python function from `source` (as `app.py`, handler `app.handler`).
+    pub fn deploy_python(&self, root: &Path, name: &str, source: &str, flags: &[&str]) {
+        let dir = function_dir(root, name, &[("app.py", source, 0o644)]);
+        let mut args = vec![
+            "deploy",
+            dir.to_str().expect("utf-8 path"),
+            "--name",
+            name,
+            "--runtime",
+            "python3.12",
+            "--handler",
+            "app.handler",
+        ];
+        args.extend_from_slice(flags);
+        self.cli_ok(&args);
+    }
+
+    /// Sends an HTTP request to the server; gives status, headers and the JSON body.
+    pub fn http(&self, method: &str, path: &str, body: &str) -> Answer {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("http client");
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = client
+            .request(method, format!("{}{path}", self.endpoint))
+            .body(body.to_owned())
+            .send()
+            .expect("request");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Answer {
+            status,
+            headers,
+            json,
+        }
+    }
+
+    /// Invokes `name` with `event` over the Lambda API.
+    pub fn invoke(&self, name: &str, event: &str) -> Answer {
+        self.http(
+            "POST",
+            &format!("/2015-03-31/functions/{name}/invocations"),
+            event,
+        )
+    }
+
+    /// The live instances of `function`, as `GET /nimbus/v1/instances` lists them.
+    pub fn instances(&self, function: &str) -> Vec<serde_json::Value> {
+        let answer = self.http(
+            "GET",
+            &format!("/nimbus/v1/instances?function={function}"),
+            "",
+        );
+        answer.json["instances"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// Sends SIGTERM and waits for the server to exit.
     pub fn stop(mut self) {
         self.terminate();
@@ -87,6 +155,32 @@ impl Drop for Server {
             self.terminate();
         }
     }
+}
+
+/// An HTTP answer.
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: serde_json::Value,
+}
+
+impl Answer {
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Waits up to `limit` for `condition` to hold.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
 }
 
 /// Writes `files` (path, contents, mode) into a new directory under `root`.
