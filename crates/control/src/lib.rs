@@ -1,6 +1,8 @@
 //! The control plane: function lifecycle operations (create, read, update, delete, list)
 //! over the stores, and the entry point of invocations. The `api` crate calls only this.
 
+mod cache;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -19,6 +21,8 @@ pub struct Platform {
     code: Arc<CodeCache>,
     scheduler: Arc<Scheduler>,
     scope: ArnScope,
+    /// What invokes read, kept in memory.
+    cache: cache::FunctionCache,
 }
 
 /// A page of a list.
@@ -86,6 +90,7 @@ impl Platform {
             code,
             scheduler,
             scope,
+            cache: cache::FunctionCache::default(),
         }
     }
 
@@ -151,7 +156,10 @@ impl Platform {
             last_modified: lambda_timestamp(chrono::Utc::now()),
         };
         match self.meta.insert_function(&config).await {
-            Ok(()) => Ok(config),
+            Ok(()) => {
+                self.cache.invalidate(name);
+                Ok(config)
+            }
             Err(StoreError::Conflict) => Err(self.exists(name)),
             Err(e) => Err(store_error(e)),
         }
@@ -269,6 +277,7 @@ impl Platform {
     ) -> Result<FunctionConfig> {
         match self.meta.replace_function(&next, &current.revision_id).await {
             Ok(()) => {
+                self.cache.invalidate(&next.name);
                 self.scheduler.retire(&next.name, Some(&next.revision_id));
                 Ok(next)
             }
@@ -357,6 +366,7 @@ impl Platform {
         {
             return Err(Error::function_not_found(&self.scope.function_arn(&name)));
         }
+        self.cache.invalidate(&name);
         self.scheduler.retire(&name, None);
         Ok(())
     }
@@ -423,6 +433,7 @@ impl Platform {
             .set_reserved_concurrency(&config.name, Some(value))
             .await
             .map_err(store_error)?;
+        self.cache.invalidate(&config.name);
         self.load().await?;
         Ok(value)
     }
@@ -434,6 +445,7 @@ impl Platform {
             .set_reserved_concurrency(&config.name, None)
             .await
             .map_err(store_error)?;
+        self.cache.invalidate(&config.name);
         self.load().await
     }
 
@@ -453,20 +465,47 @@ impl Platform {
             .set_keep_alive(&config.name, seconds)
             .await
             .map_err(store_error)?;
+        self.cache.invalidate(&config.name);
         self.get_scaling(&config.name).await
+    }
+
+    /// The function and scaling an invoke of `function` at `qualifier` runs with, from
+    /// the cache when it is there.
+    async fn cached_function(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<cache::Entry> {
+        let (name, resolved) = self.resolve(function, qualifier)?;
+        // Only $LATEST is cached; published versions will have their own entries.
+        let generation = if resolved.as_deref().is_none_or(|q| q == LATEST) {
+            match self.cache.get(&name) {
+                Ok(entry) => return Ok(entry),
+                Err(generation) => Some(generation),
+            }
+        } else {
+            None
+        };
+        let config = self.get_function(function, qualifier).await?;
+        let scaling = self
+            .meta
+            .get_scaling(&config.name)
+            .await
+            .map_err(store_error)?
+            .unwrap_or_default();
+        let entry = Arc::new((config, scaling));
+        if let Some(generation) = generation {
+            self.cache.store(&name, entry.clone(), generation);
+        }
+        Ok(entry)
     }
 
     /// Invoke (RequestResponse): runs the function and returns its result or error payload.
     pub async fn invoke(&self, request: Invoke) -> Result<InvokeResult> {
-        let function = self
-            .get_function(&request.function, request.qualifier.as_deref())
+        let entry = self
+            .cached_function(&request.function, request.qualifier.as_deref())
             .await?;
-        let scaling = self
-            .meta
-            .get_scaling(&function.name)
-            .await
-            .map_err(store_error)?
-            .unwrap_or_default();
+        let (function, scaling) = (&entry.0, entry.1);
         let invoked_arn = match &request.qualifier {
             Some(q) => self.scope.qualified_arn(&function.name, q),
             None => self.scope.function_arn(&function.name),
@@ -474,7 +513,7 @@ impl Platform {
         let result = self
             .scheduler
             .invoke(
-                &function,
+                function,
                 scaling,
                 InvokeRequest {
                     request_id: request.request_id,

@@ -292,7 +292,8 @@ def handler(event, context):
         &["--env", "NIMBUS_TEST_MARKER=spinner-idle"],
     );
     assert_eq!(server.invoke("spinner", "{}").status, 200);
-    std::thread::sleep(Duration::from_millis(200));
+    // Idle instances are frozen within a few hundred milliseconds.
+    std::thread::sleep(Duration::from_millis(500));
     let before = cpu_ticks("spinner-idle");
     std::thread::sleep(Duration::from_secs(1));
     let after = cpu_ticks("spinner-idle");

@@ -429,7 +429,11 @@ impl Scheduler {
     }
 
     fn reap(&self) {
-        let expired = self.state().expired();
+        let expired = {
+            let mut state = self.state();
+            state.freeze_idle(FREEZE_AFTER);
+            state.expired()
+        };
         if !expired.is_empty() {
             tracing::debug!(count = expired.len(), "reclaiming idle instances");
             drop(expired);
@@ -438,9 +442,13 @@ impl Scheduler {
     }
 }
 
-/// Reclaims instances idle longer than their keep-alive, until the scheduler is gone.
+/// How long an instance stays idle before it is frozen.
+const FREEZE_AFTER: Duration = Duration::from_millis(100);
+
+/// Freezes instances idle for a moment and reclaims those idle longer than their
+/// keep-alive, until the scheduler is gone.
 async fn reap_idle(scheduler: std::sync::Weak<Scheduler>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
         tick.tick().await;
         match scheduler.upgrade() {

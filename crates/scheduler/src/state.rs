@@ -92,6 +92,9 @@ pub struct FunctionCounters {
 pub(crate) struct Idle {
     pub instance: Instance,
     pub since: Instant,
+    /// Whether it has been frozen yet (instances are frozen once idle for a moment, so
+    /// back-to-back invocations skip the freeze and its thaw).
+    pub frozen: bool,
     pub keep_alive: Duration,
     pub memory_mb: u32,
 }
@@ -265,7 +268,6 @@ impl State {
             .and_then(|p| p.current_revision.as_deref())
             == Some(instance.identity().revision_id.as_str());
         if reusable && current && !self.closed && instance.is_alive() {
-            instance.freeze();
             if let Some(info) = self.instances.get_mut(&instance.identity().id) {
                 info.state = InstanceState::Idle;
             }
@@ -273,6 +275,7 @@ impl State {
             pool.idle.push(Idle {
                 instance,
                 since: Instant::now(),
+                frozen: false,
                 keep_alive,
                 memory_mb: ticket.memory_mb,
             });
@@ -281,6 +284,20 @@ impl State {
         self.memory_mb = self.memory_mb.saturating_sub(u64::from(ticket.memory_mb));
         self.instances.remove(&instance.identity().id);
         Some(instance)
+    }
+
+    /// Freezes instances idle for at least `after`.
+    pub fn freeze_idle(&mut self, after: Duration) {
+        for pool in self.pools.values_mut() {
+            for idle in pool
+                .idle
+                .iter_mut()
+                .filter(|i| !i.frozen && i.since.elapsed() >= after)
+            {
+                idle.instance.freeze();
+                idle.frozen = true;
+            }
+        }
     }
 
     /// Takes out idle instances past their keep-alive (or dead), to be dropped.
