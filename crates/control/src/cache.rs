@@ -21,6 +21,8 @@ struct Inner {
 #[derive(Default)]
 pub(crate) struct FunctionCache {
     inner: RwLock<Inner>,
+    /// Held while loading a missing entry, so a burst of misses loads it once.
+    pub(crate) loading: tokio::sync::Mutex<()>,
 }
 
 impl FunctionCache {

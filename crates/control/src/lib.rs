@@ -478,7 +478,15 @@ impl Platform {
     ) -> Result<cache::Entry> {
         let (name, resolved) = self.resolve(function, qualifier)?;
         // Only $LATEST is cached; published versions will have their own entries.
-        let generation = if resolved.as_deref().is_none_or(|q| q == LATEST) {
+        let latest = resolved.as_deref().is_none_or(|q| q == LATEST);
+        if latest {
+            if let Ok(entry) = self.cache.get(&name) {
+                return Ok(entry);
+            }
+        }
+        // One load at a time: a burst of first calls waits for the first one's load.
+        let _loading = self.cache.loading.lock().await;
+        let generation = if latest {
             match self.cache.get(&name) {
                 Ok(entry) => return Ok(entry),
                 Err(generation) => Some(generation),
