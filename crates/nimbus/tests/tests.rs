@@ -4,5 +4,6 @@
 mod support;
 
 mod cli;
+mod extensions;
 mod lifecycle;
 mod scheduler;

@@ -1,0 +1,81 @@
+//! The Nimbus extensions match their checked-in OpenAPI document.
+
+use crate::support::Server;
+
+const HELLO: &str = "def handler(event, context):\n    return 'hi'\n";
+
+/// Follows a `$ref` inside the document.
+fn resolve<'a>(doc: &'a serde_json::Value, schema: &'a serde_json::Value) -> &'a serde_json::Value {
+    match schema.get("$ref").and_then(|r| r.as_str()) {
+        Some(reference) => {
+            let pointer = reference.trim_start_matches('#');
+            doc.pointer(pointer)
+                .unwrap_or_else(|| panic!("dangling {reference}"))
+        }
+        None => schema,
+    }
+}
+
+/// Checks `value` has every required property of `schema`, recursing into objects and arrays.
+fn conforms(
+    doc: &serde_json::Value,
+    schema: &serde_json::Value,
+    value: &serde_json::Value,
+    at: &str,
+) {
+    let schema = resolve(doc, schema);
+    if let Some(required) = schema.get("required").and_then(|r| r.as_array()) {
+        for field in required.iter().filter_map(|f| f.as_str()) {
+            assert!(
+                value.get(field).is_some(),
+                "{at}: missing {field} in {value}"
+            );
+        }
+    }
+    if let (Some(props), Some(object)) = (schema.get("properties"), value.as_object()) {
+        for (key, item) in object {
+            if let Some(sub) = props.get(key) {
+                conforms(doc, sub, item, &format!("{at}.{key}"));
+            }
+        }
+    }
+    if let (Some(items), Some(array)) = (schema.get("items"), value.as_array()) {
+        for (i, item) in array.iter().enumerate() {
+            conforms(doc, items, item, &format!("{at}[{i}]"));
+        }
+    }
+}
+
+#[test]
+fn every_documented_get_answers_as_documented() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = Server::start(&tmp.path().join("data"));
+    server.deploy_python(tmp.path(), "documented", HELLO, &[]);
+    assert_eq!(server.invoke("documented", "{}").status, 200);
+    let doc = server.http("GET", "/nimbus/v1/openapi.json", "").json;
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")));
+    let paths = doc["paths"].as_object().expect("paths");
+    for served in [
+        "/nimbus/v1/health",
+        "/nimbus/v1/openapi.json",
+        "/nimbus/v1/instances",
+        "/nimbus/v1/functions/{name}/scaling",
+        "/nimbus/v1/functions/{name}/code",
+    ] {
+        assert!(
+            paths.contains_key(served),
+            "{served} is served but not documented"
+        );
+    }
+    for (path, item) in paths {
+        let Some(get) = item.get("get") else { continue };
+        let url = path.replace("{name}", "documented");
+        let answer = server.http("GET", &url, "");
+        assert_eq!(answer.status, 200, "GET {url}");
+        if let Some(schema) = get.pointer("/responses/200/content/application~1json/schema") {
+            conforms(&doc, schema, &answer.json, &url);
+        }
+    }
+    let missing = server.http("GET", "/nimbus/v1/functions/absent/scaling", "");
+    assert_eq!(missing.status, 404);
+}
