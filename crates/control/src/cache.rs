@@ -1,18 +1,29 @@
-//! A node-local cache of what invokes read on every call: a function's `$LATEST`
-//! configuration and scaling settings. Every mutation through this node invalidates it.
+//! A node-local cache of what invokes read on every call: a function version's
+//! configuration with the function's scaling settings, and aliases. Every mutation of a
+//! function through this node invalidates all of its entries.
 //! (With several nodes sharing a database, other nodes' writes must invalidate it too.)
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use nimbus_core::{FunctionConfig, Scaling};
+use nimbus_core::{AliasConfig, FunctionConfig, Scaling};
 
-/// A cached function.
+/// A cached function version and its function's scaling.
 pub(crate) type Entry = Arc<(FunctionConfig, Scaling)>;
+
+/// What a qualifier of a function resolves to.
+#[derive(Clone)]
+pub(crate) enum Cached {
+    /// `$LATEST` or a published version.
+    Version(Entry),
+    /// An alias, to be routed.
+    Alias(Arc<AliasConfig>),
+}
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<String, Entry>,
+    /// By function name, then qualifier (`$LATEST`, a version number or an alias).
+    entries: HashMap<String, HashMap<String, Cached>>,
     /// Bumped by every invalidation, so a load that raced one is not stored.
     generation: u64,
 }
@@ -40,18 +51,27 @@ impl FunctionCache {
         }
     }
 
-    /// The cached entry for `name`, or the generation to pass to [`FunctionCache::store`]
-    /// after loading it.
-    pub(crate) fn get(&self, name: &str) -> Result<Entry, u64> {
+    /// The cached entry for `name` at `qualifier`, or the generation to pass to
+    /// [`FunctionCache::store`] after loading it.
+    pub(crate) fn get(&self, name: &str, qualifier: &str) -> Result<Cached, u64> {
         let inner = self.read();
-        inner.entries.get(name).cloned().ok_or(inner.generation)
+        inner
+            .entries
+            .get(name)
+            .and_then(|by_qualifier| by_qualifier.get(qualifier))
+            .cloned()
+            .ok_or(inner.generation)
     }
 
     /// Stores a loaded entry unless something was invalidated since `generation`.
-    pub(crate) fn store(&self, name: &str, entry: Entry, generation: u64) {
+    pub(crate) fn store(&self, name: &str, qualifier: &str, entry: Cached, generation: u64) {
         let mut inner = self.write();
         if inner.generation == generation {
-            inner.entries.insert(name.to_owned(), entry);
+            inner
+                .entries
+                .entry(name.to_owned())
+                .or_default()
+                .insert(qualifier.to_owned(), entry);
         }
     }
 

@@ -1,7 +1,9 @@
 //! The control plane: function lifecycle operations (create, read, update, delete, list)
 //! over the stores, and the entry point of invocations. The `api` crate calls only this.
 
+mod aliases;
 mod cache;
+mod versions;
 
 use std::sync::Arc;
 
@@ -9,10 +11,11 @@ use bytes::Bytes;
 use nimbus_core::arn::{parse_function_ref, ArnScope};
 use nimbus_core::model::{lambda_timestamp, new_revision_id, LATEST};
 use nimbus_core::validate::{self, SpecPatch};
-use nimbus_core::{limits, Error, ErrorKind, FunctionConfig, Scaling};
+use nimbus_core::{limits, AliasConfig, Error, ErrorKind, FunctionConfig, Scaling};
 use nimbus_scheduler::{InvokeError, InvokeRequest, InvokeResult, Scheduler};
 use nimbus_store::{CodeCache, MetadataStore, StoreError};
 
+pub use aliases::AliasPatch;
 pub use nimbus_core::error::Result;
 
 /// What Nimbus knows and runs: the stores, the scheduler, and where ARNs point.
@@ -60,6 +63,19 @@ pub struct Invoke {
     pub client_context: Option<String>,
     /// The request id.
     pub request_id: String,
+}
+
+/// The page size a list answers with: `MaxItems` (1–10000), at most 50.
+fn page_size(max_items: Option<i64>) -> Result<usize> {
+    match max_items {
+        None => Ok(limits::LIST_PAGE_MAX),
+        Some(n) if (1..=10_000).contains(&n) => Ok((n as usize).min(limits::LIST_PAGE_MAX)),
+        Some(n) => Err(Error::validation(
+            &n.to_string(),
+            "maxItems",
+            "Member must have value between 1 and 10000",
+        )),
+    }
 }
 
 fn store_error(e: StoreError) -> Error {
@@ -180,17 +196,39 @@ impl Platform {
         qualifier: Option<&str>,
     ) -> Result<FunctionConfig> {
         let (name, qualifier) = self.resolve(function, qualifier)?;
-        let config = self.meta.get_function(&name).await.map_err(store_error)?;
-        match (config, qualifier.as_deref()) {
-            (Some(config), None | Some(LATEST)) => Ok(config),
-            (Some(_), Some(q)) => Err(Error::function_not_found(
-                &self.scope.qualified_arn(&name, q),
-            )),
-            (None, Some(q)) if q != LATEST => Err(Error::function_not_found(
-                &self.scope.qualified_arn(&name, q),
-            )),
-            (None, _) => Err(Error::function_not_found(&self.scope.function_arn(&name))),
+        match qualifier.as_deref() {
+            None | Some(LATEST) => self.load_exact(&name, qualifier.as_deref()).await,
+            Some(q) if validate::is_version_number(q) => self.load_exact(&name, Some(q)).await,
+            Some(alias) => {
+                let alias = self.load_alias(&name, alias).await?;
+                self.load_exact(&name, Some(&alias.function_version)).await
+            }
         }
+    }
+
+    /// `$LATEST` or a published version of function `name`.
+    async fn load_exact(&self, name: &str, version: Option<&str>) -> Result<FunctionConfig> {
+        let found = match version {
+            None | Some(LATEST) => self.meta.get_function(name).await,
+            Some(q) => match q.parse::<u64>() {
+                Ok(n) => self.meta.get_version(name, n).await,
+                Err(_) => Ok(None),
+            },
+        }
+        .map_err(store_error)?;
+        found.ok_or_else(|| match version {
+            Some(q) if q != LATEST => Error::function_not_found(&self.scope.qualified_arn(name, q)),
+            _ => Error::function_not_found(&self.scope.function_arn(name)),
+        })
+    }
+
+    /// Alias `alias` of function `name`.
+    async fn load_alias(&self, name: &str, alias: &str) -> Result<AliasConfig> {
+        self.meta
+            .get_alias(name, alias)
+            .await
+            .map_err(store_error)?
+            .ok_or_else(|| Error::function_not_found(&self.scope.qualified_arn(name, alias)))
     }
 
     /// Splits a `FunctionName` into name and qualifier, checking it against `?Qualifier`.
@@ -233,17 +271,7 @@ impl Platform {
         marker: Option<&str>,
         max_items: Option<i64>,
     ) -> Result<Page<FunctionConfig>> {
-        let page = match max_items {
-            None => limits::LIST_PAGE_MAX,
-            Some(n) if (1..=10_000).contains(&n) => (n as usize).min(limits::LIST_PAGE_MAX),
-            Some(n) => {
-                return Err(Error::validation(
-                    &n.to_string(),
-                    "maxItems",
-                    "Member must have value between 1 and 10000",
-                ))
-            }
-        };
+        let page = page_size(max_items)?;
         let mut items = self
             .meta
             .list_functions(marker.filter(|m| !m.is_empty()), page + 1)
@@ -278,7 +306,8 @@ impl Platform {
         match self.meta.replace_function(&next, &current.revision_id).await {
             Ok(()) => {
                 self.cache.invalidate(&next.name);
-                self.scheduler.retire(&next.name, Some(&next.revision_id));
+                self.scheduler
+                    .retire(&next.name, Some(LATEST), Some(&next.revision_id));
                 Ok(next)
             }
             Err(StoreError::Stale) => Err(Error::new(
@@ -353,10 +382,7 @@ impl Platform {
     pub async fn delete_function(&self, function: &str, qualifier: Option<&str>) -> Result<()> {
         let (name, qualifier) = self.resolve(function, qualifier)?;
         if let Some(q) = qualifier {
-            self.get_function(&name, Some(&q)).await?;
-            return Err(Error::invalid(
-                "$LATEST version cannot be deleted without deleting the function.",
-            ));
+            return self.delete_version(&name, &q).await;
         }
         if !self
             .meta
@@ -367,7 +393,7 @@ impl Platform {
             return Err(Error::function_not_found(&self.scope.function_arn(&name)));
         }
         self.cache.invalidate(&name);
-        self.scheduler.retire(&name, None);
+        self.scheduler.retire(&name, None, None);
         Ok(())
     }
 
@@ -471,50 +497,58 @@ impl Platform {
 
     /// The function and scaling an invoke of `function` at `qualifier` runs with, from
     /// the cache when it is there.
-    async fn cached_function(
-        &self,
-        function: &str,
-        qualifier: Option<&str>,
-    ) -> Result<cache::Entry> {
-        let (name, resolved) = self.resolve(function, qualifier)?;
-        // Only $LATEST is cached; published versions will have their own entries.
-        let latest = resolved.as_deref().is_none_or(|q| q == LATEST);
-        if latest {
-            if let Ok(entry) = self.cache.get(&name) {
-                return Ok(entry);
-            }
+    async fn cached_function(&self, name: &str, qualifier: &str) -> Result<cache::Cached> {
+        if let Ok(entry) = self.cache.get(name, qualifier) {
+            return Ok(entry);
         }
         // One load at a time: a burst of first calls waits for the first one's load.
         let _loading = self.cache.loading.lock().await;
-        let generation = if latest {
-            match self.cache.get(&name) {
-                Ok(entry) => return Ok(entry),
-                Err(generation) => Some(generation),
-            }
-        } else {
-            None
+        let generation = match self.cache.get(name, qualifier) {
+            Ok(entry) => return Ok(entry),
+            Err(generation) => generation,
         };
-        let config = self.get_function(function, qualifier).await?;
-        let scaling = self
-            .meta
-            .get_scaling(&config.name)
-            .await
-            .map_err(store_error)?
-            .unwrap_or_default();
-        let entry = Arc::new((config, scaling));
-        if let Some(generation) = generation {
-            self.cache.store(&name, entry.clone(), generation);
-        }
+        let entry = if qualifier == LATEST || validate::is_version_number(qualifier) {
+            let config = self.load_exact(name, Some(qualifier)).await?;
+            let scaling = self
+                .meta
+                .get_scaling(name)
+                .await
+                .map_err(store_error)?
+                .unwrap_or_default();
+            cache::Cached::Version(Arc::new((config, scaling)))
+        } else {
+            cache::Cached::Alias(Arc::new(self.load_alias(name, qualifier).await?))
+        };
+        self.cache.store(name, qualifier, entry.clone(), generation);
         Ok(entry)
+    }
+
+    /// The version an invoke of `function` at `qualifier` runs (an alias is routed by its
+    /// weights), with its function's scaling settings.
+    async fn invoke_target(&self, function: &str, qualifier: Option<&str>) -> Result<cache::Entry> {
+        let (name, qualifier) = self.resolve(function, qualifier)?;
+        let qualifier = qualifier.unwrap_or_else(|| LATEST.to_owned());
+        match self.cached_function(&name, &qualifier).await? {
+            cache::Cached::Version(entry) => Ok(entry),
+            cache::Cached::Alias(alias) => {
+                let draw =
+                    f64::from(uuid::Uuid::new_v4().as_u128() as u32) / (f64::from(u32::MAX) + 1.0);
+                match self.cached_function(&name, alias.route(draw)).await? {
+                    cache::Cached::Version(entry) => Ok(entry),
+                    cache::Cached::Alias(_) => Err(Error::service("an alias points at an alias")),
+                }
+            }
+        }
     }
 
     /// Invoke (RequestResponse): runs the function and returns its result or error payload.
     pub async fn invoke(&self, request: Invoke) -> Result<InvokeResult> {
         let entry = self
-            .cached_function(&request.function, request.qualifier.as_deref())
+            .invoke_target(&request.function, request.qualifier.as_deref())
             .await?;
         let (function, scaling) = (&entry.0, entry.1);
-        let invoked_arn = match &request.qualifier {
+        let (_, invoked) = self.resolve(&request.function, request.qualifier.as_deref())?;
+        let invoked_arn = match &invoked {
             Some(q) => self.scope.qualified_arn(&function.name, q),
             None => self.scope.function_arn(&function.name),
         };

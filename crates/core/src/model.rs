@@ -155,3 +155,39 @@ pub fn lambda_timestamp(at: chrono::DateTime<chrono::Utc>) -> String {
 pub fn new_revision_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
+
+/// An alias: a name pointing at a version, optionally with a weighted second version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasConfig {
+    /// The alias name.
+    pub name: String,
+    /// The function it belongs to.
+    pub function: String,
+    /// The primary version (`$LATEST` or a number).
+    pub function_version: String,
+    /// Free text.
+    pub description: String,
+    /// At most one other version and the share (0.0–1.0) of invocations it gets.
+    pub additional_version_weights: std::collections::BTreeMap<String, f64>,
+    /// Changes on every update of the alias.
+    pub revision_id: String,
+}
+
+impl AliasConfig {
+    /// Picks the version an invocation runs, given a uniform `draw` in [0, 1).
+    pub fn route(&self, draw: f64) -> &str {
+        let mut threshold = 0.0;
+        for (version, weight) in &self.additional_version_weights {
+            threshold += weight;
+            if draw < threshold {
+                return version;
+            }
+        }
+        &self.function_version
+    }
+
+    /// Whether the alias sends any invocation to `version`.
+    pub fn references(&self, version: &str) -> bool {
+        self.function_version == version || self.additional_version_weights.contains_key(version)
+    }
+}

@@ -400,3 +400,90 @@ mod tests {
         p.into_new_spec().expect("provided without handler");
     }
 }
+
+/// Checks an alias name: 1–128 of `[a-zA-Z0-9-_]`, not all digits (those are versions).
+pub fn alias_name(name: &str) -> Result<()> {
+    let ok = (1..=128).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !name.bytes().all(|b| b.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation(
+            name,
+            "name",
+            "Member must satisfy regular expression pattern: (?!^[0-9]+$)([a-zA-Z0-9-_]+)",
+        ))
+    }
+}
+
+/// Whether `q` names a published version (a number).
+pub fn is_version_number(q: &str) -> bool {
+    !q.is_empty() && q.len() <= 10 && q.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Checks an alias's routing against Lambda's rules, except that versions exist:
+/// at most one extra version, weights 0.0–1.0, keys are numbers other than the primary,
+/// and the primary is not `$LATEST` when there is routing.
+pub fn routing(primary: &str, weights: &BTreeMap<String, f64>) -> Result<()> {
+    if weights.len() > 1 {
+        return Err(Error::validation(
+            &format!("{weights:?}"),
+            "routingConfig.additionalVersionWeights",
+            "Member must have length less than or equal to 1",
+        ));
+    }
+    for (version, weight) in weights {
+        if !is_version_number(version) {
+            return Err(Error::validation(
+                version,
+                "routingConfig.additionalVersionWeights",
+                "Map keys must satisfy constraint: [Member must satisfy regular expression pattern: [0-9]+]",
+            ));
+        }
+        if !(0.0..=1.0).contains(weight) || weight.is_nan() {
+            return Err(Error::validation(
+                &weight.to_string(),
+                "routingConfig.additionalVersionWeights",
+                "Map value must satisfy constraint: [Member must have value less than or equal to 1.0, Member must have value greater than or equal to 0.0]",
+            ));
+        }
+        if version == primary {
+            return Err(Error::invalid(format!(
+                "Invalid function version {version}. Function version {version} is already included in routing configuration."
+            )));
+        }
+    }
+    if !weights.is_empty() && primary == "$LATEST" {
+        return Err(Error::invalid(
+            "$LATEST is not supported for an alias pointing to more than 1 version",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::*;
+
+    #[test]
+    fn alias_names_and_routing_rules() {
+        alias_name("prod").expect("prod");
+        alias_name("v2-canary_1").expect("mixed");
+        assert!(alias_name("123").is_err());
+        assert!(alias_name("").is_err());
+        assert!(alias_name("a b").is_err());
+        let w = |pairs: &[(&str, f64)]| -> BTreeMap<String, f64> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        routing("1", &w(&[("2", 0.1)])).expect("canary");
+        routing("$LATEST", &w(&[])).expect("plain latest");
+        assert!(routing("1", &w(&[("2", 0.1), ("3", 0.1)])).is_err());
+        assert!(routing("1", &w(&[("1", 0.1)])).is_err());
+        assert!(routing("1", &w(&[("2", 1.5)])).is_err());
+        assert!(routing("$LATEST", &w(&[("2", 0.5)])).is_err());
+        assert!(routing("1", &w(&[("$LATEST", 0.5)])).is_err());
+    }
+}

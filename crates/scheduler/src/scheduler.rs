@@ -374,10 +374,11 @@ impl Scheduler {
         }
     }
 
-    /// Retires the instances of function `name` that do not run `revision` (all of them
-    /// when `revision` is `None`, as on delete). Busy ones are retired when they finish.
-    pub fn retire(&self, name: &str, revision: Option<&str>) {
-        let gone = self.state().retire(name, revision);
+    /// Retires instances of function `name` — of one `version`, or of all versions — that
+    /// do not run `revision` (all of them when `revision` is `None`, as on delete). Busy ones
+    /// are retired when they finish.
+    pub fn retire(&self, name: &str, version: Option<&str>, revision: Option<&str>) {
+        let gone = self.state().retire(name, version, revision);
         drop(gone);
         self.released.notify_waiters();
     }

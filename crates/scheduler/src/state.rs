@@ -319,13 +319,20 @@ impl State {
         out
     }
 
-    /// Retires function `name`'s instances not at `revision` (all of them if `None`).
-    pub fn retire(&mut self, name: &str, revision: Option<&str>) -> Vec<Instance> {
+    /// Retires function `name`'s instances (of `version`, or of every version) not at
+    /// `revision` (all of them if `None`).
+    pub fn retire(
+        &mut self,
+        name: &str,
+        version: Option<&str>,
+        revision: Option<&str>,
+    ) -> Vec<Instance> {
         let mut out = Vec::new();
+        let in_scope = |f: &str, v: &str| f == name && version.is_none_or(|want| want == v);
         let keys: Vec<PoolKey> = self
             .pools
             .keys()
-            .filter(|(f, _)| f == name)
+            .filter(|(f, v)| in_scope(f, v))
             .cloned()
             .collect();
         for key in keys {
@@ -342,7 +349,7 @@ impl State {
             }
         }
         for info in self.instances.values_mut() {
-            if info.function == name && Some(info.revision.as_str()) != revision {
+            if in_scope(&info.function, &info.version) && Some(info.revision.as_str()) != revision {
                 info.state = InstanceState::Retiring;
             }
         }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use nimbus_core::{FunctionConfig, Scaling};
+use nimbus_core::{AliasConfig, FunctionConfig, Scaling};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -44,6 +44,37 @@ pub trait MetadataStore: Send + Sync {
     async fn set_keep_alive(&self, name: &str, seconds: Option<u32>) -> Result<bool>;
     /// Concurrency reserved by all functions but `except`.
     async fn reserved_total(&self, except: Option<&str>) -> Result<u64>;
+    /// Stores `config` as the function's next version number, given to it and returned.
+    /// Numbers are never reused, even after a version is deleted.
+    async fn publish_version(&self, config: &FunctionConfig) -> Result<FunctionConfig>;
+    /// Published version `version` of function `name`.
+    async fn get_version(&self, name: &str, version: u64) -> Result<Option<FunctionConfig>>;
+    /// Up to `limit` versions numbered above `after`, in order.
+    async fn list_versions(
+        &self,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FunctionConfig>>;
+    /// The highest published version, if any.
+    async fn last_published(&self, name: &str) -> Result<Option<FunctionConfig>>;
+    /// Removes one version; whether it existed.
+    async fn delete_version(&self, name: &str, version: u64) -> Result<bool>;
+    /// Adds an alias; [`StoreError::Conflict`] if the name is taken.
+    async fn insert_alias(&self, alias: &AliasConfig) -> Result<()>;
+    /// Replaces an alias whose stored revision is `expected_revision`; else [`StoreError::Stale`].
+    async fn replace_alias(&self, alias: &AliasConfig, expected_revision: &str) -> Result<()>;
+    /// Alias `alias` of function `name`.
+    async fn get_alias(&self, name: &str, alias: &str) -> Result<Option<AliasConfig>>;
+    /// Up to `limit` aliases of `name` sorting after `after`.
+    async fn list_aliases(
+        &self,
+        name: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasConfig>>;
+    /// Removes an alias; whether it existed.
+    async fn delete_alias(&self, name: &str, alias: &str) -> Result<bool>;
 }
 
 /// Metadata in a SQLite file, in WAL mode.
@@ -63,6 +94,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "scaling",
         include_str!("../migrations/sqlite/0002_scaling.sql"),
+    ),
+    (
+        3,
+        "versions and aliases",
+        include_str!("../migrations/sqlite/0003_versions_aliases.sql"),
     ),
 ];
 
@@ -238,6 +274,147 @@ impl MetadataStore for SqliteMetadata {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn publish_version(&self, config: &FunctionConfig) -> Result<FunctionConfig> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query("UPDATE functions SET last_version = last_version + 1 WHERE name = ? RETURNING last_version")
+            .bind(&config.name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(StoreError::Stale);
+        };
+        let number: i64 = row.try_get("last_version")?;
+        let mut published = config.clone();
+        published.version = number.to_string();
+        sqlx::query("INSERT INTO versions (name, version, config) VALUES (?, ?, ?)")
+            .bind(&config.name)
+            .bind(number)
+            .bind(serde_json::to_string(&published)?)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(published)
+    }
+
+    async fn get_version(&self, name: &str, version: u64) -> Result<Option<FunctionConfig>> {
+        let row = sqlx::query("SELECT config FROM versions WHERE name = ? AND version = ?")
+            .bind(name)
+            .bind(i64::try_from(version).unwrap_or(i64::MAX))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn list_versions(
+        &self,
+        name: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<FunctionConfig>> {
+        let rows = sqlx::query(
+            "SELECT config FROM versions WHERE name = ? AND version > ? ORDER BY version LIMIT ?",
+        )
+        .bind(name)
+        .bind(i64::try_from(after).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode).collect()
+    }
+
+    async fn last_published(&self, name: &str) -> Result<Option<FunctionConfig>> {
+        let row =
+            sqlx::query("SELECT config FROM versions WHERE name = ? ORDER BY version DESC LIMIT 1")
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(decode).transpose()
+    }
+
+    async fn delete_version(&self, name: &str, version: u64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM versions WHERE name = ? AND version = ?")
+            .bind(name)
+            .bind(i64::try_from(version).unwrap_or(i64::MAX))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_alias(&self, alias: &AliasConfig) -> Result<()> {
+        let result = sqlx::query("INSERT INTO aliases (name, alias, config) VALUES (?, ?, ?)")
+            .bind(&alias.function)
+            .bind(&alias.name)
+            .bind(serde_json::to_string(alias)?)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn replace_alias(&self, alias: &AliasConfig, expected_revision: &str) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE aliases SET config = ? WHERE name = ? AND alias = ? AND json_extract(config, '$.revision_id') = ?",
+        )
+        .bind(serde_json::to_string(alias)?)
+        .bind(&alias.function)
+        .bind(&alias.name)
+        .bind(expected_revision)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Stale)
+        }
+    }
+
+    async fn get_alias(&self, name: &str, alias: &str) -> Result<Option<AliasConfig>> {
+        let row = sqlx::query("SELECT config FROM aliases WHERE name = ? AND alias = ?")
+            .bind(name)
+            .bind(alias)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| -> Result<AliasConfig> {
+            let json: String = r.try_get("config")?;
+            Ok(serde_json::from_str(&json)?)
+        })
+        .transpose()
+    }
+
+    async fn list_aliases(
+        &self,
+        name: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AliasConfig>> {
+        let rows = sqlx::query(
+            "SELECT config FROM aliases WHERE name = ? AND alias > ? ORDER BY alias LIMIT ?",
+        )
+        .bind(name)
+        .bind(after.unwrap_or(""))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| -> Result<AliasConfig> {
+                let json: String = r.try_get("config")?;
+                Ok(serde_json::from_str(&json)?)
+            })
+            .collect()
+    }
+
+    async fn delete_alias(&self, name: &str, alias: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM aliases WHERE name = ? AND alias = ?")
+            .bind(name)
+            .bind(alias)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn reserved_total(&self, except: Option<&str>) -> Result<u64> {

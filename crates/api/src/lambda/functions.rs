@@ -74,7 +74,10 @@ pub(crate) async fn create(
         None => return Err(unsupported_package().into()),
     };
     let patch = request.config.into_patch();
-    let created = platform.create_function(&name, patch, zip).await?;
+    let mut created = platform.create_function(&name, patch, zip).await?;
+    if request.publish {
+        created = platform.publish_version(&name, None, None, None).await?;
+    }
     let out = function_configuration(platform.scope(), &created, true);
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
@@ -128,18 +131,11 @@ pub(crate) async fn list(
     State(platform): State<Arc<Platform>>,
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
-    let max_items = match params.get("MaxItems") {
-        Some(raw) => Some(raw.parse::<i64>().map_err(|_| {
-            Error::validation(
-                raw,
-                "maxItems",
-                "Member must be an integer between 1 and 10000",
-            )
-        })?),
-        None => None,
-    };
     let page = platform
-        .list_functions(params.get("Marker").map(String::as_str), max_items)
+        .list_functions(
+            params.get("Marker").map(String::as_str),
+            super::max_items(&params)?,
+        )
         .await?;
     let functions: Vec<Value> = page
         .items
@@ -173,9 +169,12 @@ pub(crate) async fn update_code(
             .into())
         }
     };
-    let updated = platform
+    let mut updated = platform
         .update_code(&name, zip, request.revision_id.as_deref(), request.dry_run)
         .await?;
+    if request.publish && !request.dry_run {
+        updated = platform.publish_version(&name, None, None, None).await?;
+    }
     Ok(Json(function_configuration(
         platform.scope(),
         &updated,

@@ -1,10 +1,12 @@
 //! The Lambda API (restJson, as botocore sends it): one module per resource.
 
 mod account;
+mod aliases;
 mod concurrency;
 mod functions;
 mod invoke;
 mod shapes;
+mod versions;
 
 use std::sync::Arc;
 
@@ -37,6 +39,20 @@ pub(crate) fn routes() -> Router<Arc<Platform>> {
             put(functions::update_code),
         )
         .route(
+            "/2015-03-31/functions/{name}/versions",
+            post(versions::publish).get(versions::list),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            post(aliases::create).get(aliases::list),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(aliases::get)
+                .put(aliases::update)
+                .delete(aliases::delete),
+        )
+        .route(
             "/2015-03-31/functions/{name}/invocations",
             post(invoke::invoke),
         )
@@ -64,6 +80,24 @@ pub(crate) async fn read_body(body: Body, limit: usize, operation: &str) -> Resu
             format!("Request must be smaller than {limit} bytes for the {operation} operation"),
         )
     })
+}
+
+/// The `MaxItems` query parameter, if given.
+pub(crate) fn max_items(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<Option<i64>, Error> {
+    params
+        .get("MaxItems")
+        .map(|raw| {
+            raw.parse::<i64>().map_err(|_| {
+                Error::validation(
+                    raw,
+                    "maxItems",
+                    "Member must be an integer between 1 and 10000",
+                )
+            })
+        })
+        .transpose()
 }
 
 /// Parses a JSON request body (an empty body reads as `{}`).

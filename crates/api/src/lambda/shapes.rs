@@ -73,6 +73,8 @@ impl ConfigIn {
 pub(crate) struct CreateFunctionIn {
     pub function_name: Option<String>,
     pub code: Option<CodeIn>,
+    #[serde(default)]
+    pub publish: bool,
     #[serde(flatten)]
     pub config: ConfigIn,
 }
@@ -97,6 +99,8 @@ pub(crate) struct UpdateCodeIn {
     pub revision_id: Option<String>,
     #[serde(default)]
     pub dry_run: bool,
+    #[serde(default)]
+    pub publish: bool,
 }
 
 /// `FunctionConfiguration`; list entries leave out the state fields, as Lambda does.
