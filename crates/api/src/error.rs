@@ -16,7 +16,9 @@ impl From<Error> for ApiError {
 
 fn status(kind: ErrorKind) -> StatusCode {
     match kind {
-        ErrorKind::ResourceNotFound => StatusCode::NOT_FOUND,
+        ErrorKind::ResourceNotFound | ErrorKind::ProvisionedConcurrencyConfigNotFound => {
+            StatusCode::NOT_FOUND
+        }
         ErrorKind::ResourceConflict => StatusCode::CONFLICT,
         ErrorKind::InvalidParameterValue
         | ErrorKind::Validation

@@ -3,6 +3,7 @@
 
 mod aliases;
 mod cache;
+mod provisioned;
 mod versions;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use nimbus_store::{CodeCache, MetadataStore, StoreError};
 
 pub use aliases::AliasPatch;
 pub use nimbus_core::error::Result;
+pub use provisioned::ProvisionedStatus;
 
 /// What Nimbus knows and runs: the stores, the scheduler, and where ARNs point.
 pub struct Platform {
@@ -116,6 +118,13 @@ impl Platform {
         self.scheduler
             .set_reserved_total(u32::try_from(reserved).unwrap_or(u32::MAX));
         Ok(())
+    }
+
+    /// Brings the node up to date with stored settings at start: reservations, and the
+    /// provisioned instances to start.
+    pub async fn start(&self) -> Result<()> {
+        self.load().await?;
+        self.restore_provisioned().await
     }
 
     /// Where ARNs point.

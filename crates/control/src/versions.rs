@@ -152,6 +152,11 @@ impl Platform {
             .delete_version(name, number)
             .await
             .map_err(store_error)?;
+        self.meta
+            .delete_provisioned(name, &version.version)
+            .await
+            .map_err(store_error)?;
+        self.scheduler.provision(&version, 0);
         self.cache.invalidate(name);
         self.scheduler.retire(name, Some(&version.version), None);
         Ok(())

@@ -19,6 +19,8 @@ pub enum ErrorKind {
     PreconditionFailed,
     /// A limit was hit; retry later.
     TooManyRequests,
+    /// No provisioned-concurrency configuration exists for the qualifier.
+    ProvisionedConcurrencyConfigNotFound,
     /// Nimbus failed on its side.
     Service,
 }
@@ -35,6 +37,9 @@ impl ErrorKind {
             ErrorKind::RequestTooLarge => "RequestEntityTooLargeException",
             ErrorKind::PreconditionFailed => "PreconditionFailedException",
             ErrorKind::TooManyRequests => "TooManyRequestsException",
+            ErrorKind::ProvisionedConcurrencyConfigNotFound => {
+                "ProvisionedConcurrencyConfigNotFoundException"
+            }
             ErrorKind::Service => "ServiceException",
         }
     }

@@ -8,4 +8,6 @@ pub mod model;
 pub mod validate;
 
 pub use error::{Error, ErrorKind};
-pub use model::{AliasConfig, FunctionConfig, FunctionSpec, Runtime, RuntimeFamily, Scaling};
+pub use model::{
+    AliasConfig, FunctionConfig, FunctionSpec, ProvisionedConfig, Runtime, RuntimeFamily, Scaling,
+};

@@ -191,3 +191,16 @@ impl AliasConfig {
         self.function_version == version || self.additional_version_weights.contains_key(version)
     }
 }
+
+/// A provisioned-concurrency configuration: instances kept warm for a version or alias.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProvisionedConfig {
+    /// The function.
+    pub function: String,
+    /// The version number or alias it applies to.
+    pub qualifier: String,
+    /// How many instances to keep warm.
+    pub requested: u32,
+    /// When it was last set, as Lambda formats it.
+    pub last_modified: String,
+}

@@ -142,7 +142,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let platform = Arc::new(Platform::new(meta, code, scheduler.clone(), scope));
     platform
-        .load()
+        .start()
         .await
         .map_err(|e| anyhow::anyhow!("loading function settings: {e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -101,6 +101,8 @@ pub(crate) struct Shared {
     pub(crate) init_error: Mutex<Option<Bytes>>,
     /// The request id being served, for log lines.
     pub(crate) current_request: Mutex<Option<String>>,
+    /// Becomes true when the runtime first asks for work: its init is done.
+    pub(crate) ready: watch::Sender<bool>,
     /// The output of the invocation being served, while one is.
     pub(crate) capture: Mutex<Option<Vec<u8>>>,
 }
@@ -266,6 +268,22 @@ impl Instance {
             Some(body) => Outcome::InitError(body),
             None => Outcome::Exited(status),
         }
+    }
+
+    /// Waits until the runtime has initialised (asked for its first event), without
+    /// handing it one; `false` if it exited or `deadline` passed first. A ready instance
+    /// counts as warm.
+    pub async fn wait_ready(&mut self, deadline: Instant) -> bool {
+        let mut ready = self.shared.ready.subscribe();
+        let became_ready = tokio::select! {
+            r = ready.wait_for(|r| *r) => r.is_ok(),
+            _ = wait_exit(self.exited.clone()) => false,
+            _ = tokio::time::sleep_until(deadline.into()) => false,
+        };
+        if became_ready {
+            self.warm = true;
+        }
+        became_ready
     }
 
     /// Kills the process group now.

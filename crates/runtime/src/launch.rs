@@ -35,6 +35,24 @@ pub struct Launcher {
     scope: ArnScope,
 }
 
+/// Why an instance is started, as `AWS_LAMBDA_INITIALIZATION_TYPE` tells the function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitType {
+    /// For an invocation that is waiting.
+    OnDemand,
+    /// Ahead of demand, to be kept warm.
+    Provisioned,
+}
+
+impl InitType {
+    fn as_str(self) -> &'static str {
+        match self {
+            InitType::OnDemand => "on-demand",
+            InitType::Provisioned => "provisioned-concurrency",
+        }
+    }
+}
+
 /// Why a function has no runnable entry point, as Lambda words it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MissingEntrypoint(pub String);
@@ -84,6 +102,7 @@ impl Launcher {
         code_dir: &Path,
         instance_id: &str,
         api: &str,
+        init: InitType,
     ) -> BTreeMap<String, String> {
         let spec = &function.spec;
         let mut env = BTreeMap::new();
@@ -103,7 +122,7 @@ impl Launcher {
                 spec.memory_mb.to_string(),
             ),
             ("AWS_LAMBDA_FUNCTION_VERSION", function.version.clone()),
-            ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
+            ("AWS_LAMBDA_INITIALIZATION_TYPE", init.as_str().to_owned()),
             (
                 "AWS_LAMBDA_LOG_GROUP_NAME",
                 format!("/aws/lambda/{}", function.name),
@@ -137,6 +156,7 @@ impl Launcher {
         &self,
         function: &FunctionConfig,
         code_dir: &Path,
+        init: InitType,
     ) -> Result<Result<Instance, MissingEntrypoint>, RuntimeError> {
         let (program, args) = match self.process(function, code_dir) {
             Ok(p) => p,
@@ -162,6 +182,7 @@ impl Launcher {
             init_error: Mutex::new(None),
             current_request: Mutex::new(None),
             capture: Mutex::new(None),
+            ready: watch::channel(false).0,
         });
         let router = runtime_api::router(shared.clone());
         // Small request/response exchanges: don't let Nagle's algorithm delay them.
@@ -176,7 +197,7 @@ impl Launcher {
         let spec = ProcessSpec {
             program,
             args,
-            env: self.environment(function, code_dir, &id, &api_addr.to_string()),
+            env: self.environment(function, code_dir, &id, &api_addr.to_string(), init),
             cwd: code_dir.to_owned(),
         };
         let started = Instant::now();

@@ -11,7 +11,7 @@ mod output;
 mod runtime_api;
 
 pub use instance::{Instance, Invocation, Outcome};
-pub use launch::{Launcher, RuntimeConfig};
+pub use launch::{InitType, Launcher, RuntimeConfig};
 
 /// Why an instance could not be started.
 #[derive(Debug, thiserror::Error)]

@@ -41,6 +41,7 @@ fn accepted() -> Response {
 
 /// Long-polls for the next invocation and hands it to the runtime.
 async fn next(State(shared): State<Arc<Shared>>) -> Response {
+    shared.ready.send_replace(true);
     let received = shared.queue.lock().await.recv().await;
     let Some(Queued {
         invocation,

@@ -6,14 +6,14 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use nimbus_core::{FunctionConfig, Scaling};
-use nimbus_runtime::{Instance, Invocation, Launcher, Outcome};
+use nimbus_runtime::{InitType, Instance, Invocation, Launcher, Outcome};
 use nimbus_store::CodeCache;
 use serde::Serialize;
 
 use crate::outcome::{invocation_log, missing_entrypoint, payload_of, LogFacts};
 use crate::state::{
-    Admit, FunctionCounters, FunctionLimits, InstanceInfo, InstanceState, NodeLimits, PoolKey,
-    State, ThrottleReason, Ticket,
+    Admit, FunctionCounters, FunctionLimits, Idle, InstanceInfo, InstanceState, NodeLimits,
+    PoolKey, Provision, State, ThrottleReason, Ticket,
 };
 use crate::{InvokeError, InvokeResult};
 
@@ -64,6 +64,8 @@ pub struct InstanceView {
     pub init_ms: Option<f64>,
     /// Its process id on the host.
     pub pid: u32,
+    /// Whether it is kept warm by provisioned concurrency.
+    pub provisioned: bool,
 }
 
 /// A function's scheduling counters.
@@ -274,8 +276,16 @@ impl Scheduler {
         &self,
         function: &FunctionConfig,
     ) -> Result<Result<Instance, nimbus_runtime::launch::MissingEntrypoint>, InvokeError> {
+        self.start_as(function, InitType::OnDemand).await
+    }
+
+    async fn start_as(
+        &self,
+        function: &FunctionConfig,
+        init: InitType,
+    ) -> Result<Result<Instance, nimbus_runtime::launch::MissingEntrypoint>, InvokeError> {
         let code_dir = self.code.path(&function.code_sha256_hex).await?;
-        let started = self.launcher.start(function, &code_dir).await?;
+        let started = self.launcher.start(function, &code_dir, init).await?;
         if let Ok(instance) = &started {
             self.state().instances.insert(
                 instance.identity().id.clone(),
@@ -288,6 +298,7 @@ impl Scheduler {
                     invocations: 0,
                     init_ms: None,
                     pid: instance.pid(),
+                    provisioned: init == InitType::Provisioned,
                 },
             );
         }
@@ -407,6 +418,7 @@ impl Scheduler {
                 invocations: info.invocations,
                 init_ms: info.init_ms,
                 pid: info.pid,
+                provisioned: info.provisioned,
             })
             .collect();
         views.sort_by_key(|v| std::cmp::Reverse(v.age_ms));
@@ -429,16 +441,170 @@ impl Scheduler {
         views
     }
 
-    fn reap(&self) {
-        let expired = {
+    fn reap(self: &Arc<Self>) {
+        let (expired, to_start) = {
             let mut state = self.state();
             state.freeze_idle(FREEZE_AFTER);
-            state.expired()
+            let mut expired = state.expired();
+            let (to_start, surplus) = self.plan_provisioning(&mut state);
+            expired.extend(surplus);
+            (expired, to_start)
         };
+        for config in to_start {
+            let scheduler = self.clone();
+            tokio::spawn(async move { scheduler.start_provisioned(config).await });
+        }
         if !expired.is_empty() {
             tracing::debug!(count = expired.len(), "reclaiming idle instances");
             drop(expired);
             self.released.notify_waiters();
+        }
+    }
+
+    /// Sets how many instances of `function`'s version are kept warm ahead of demand
+    /// (0 stops). They start in the background; see [`Scheduler::provisioned`].
+    pub fn provision(&self, function: &FunctionConfig, count: u32) {
+        let key: PoolKey = (function.name.clone(), function.version.clone());
+        let mut state = self.state();
+        if count == 0 {
+            if let Some(p) = state.provisioning.get_mut(&key) {
+                p.requested = 0;
+            }
+            return;
+        }
+        let entry = state.provisioning.entry(key).or_insert_with(|| Provision {
+            config: function.clone(),
+            requested: 0,
+            live: 0,
+            ready: 0,
+            failures: 0,
+            retry_at: None,
+        });
+        entry.requested = count;
+        entry.config = function.clone();
+        entry.failures = 0;
+        entry.retry_at = None;
+    }
+
+    /// How many provisioned instances of a version are wanted and how many are ready.
+    pub fn provisioned(&self, name: &str, version: &str) -> (u32, u32) {
+        self.state()
+            .provisioning
+            .get(&(name.to_owned(), version.to_owned()))
+            .map_or((0, 0), |p| (p.requested, p.ready))
+    }
+
+    /// Decides which provisioned instances to start (counting their memory now) and
+    /// takes out idle ones beyond what is wanted.
+    fn plan_provisioning(&self, state: &mut State) -> (Vec<FunctionConfig>, Vec<Instance>) {
+        let mut to_start = Vec::new();
+        let mut surplus = Vec::new();
+        let keys: Vec<PoolKey> = state.provisioning.keys().cloned().collect();
+        for key in keys {
+            let Some(p) = state.provisioning.get(&key) else {
+                continue;
+            };
+            let (requested, live, memory) = (p.requested, p.live, p.config.spec.memory_mb);
+            let waiting = p.retry_at.is_some_and(|at| Instant::now() < at);
+            if live < requested && !waiting {
+                for _ in live..requested {
+                    if state.memory_mb + u64::from(memory) > self.config.memory_budget_mb {
+                        tracing::warn!(function = %key.0, version = %key.1, "memory budget leaves no room for provisioned instances");
+                        break;
+                    }
+                    state.memory_mb += u64::from(memory);
+                    if let Some(p) = state.provisioning.get_mut(&key) {
+                        p.live += 1;
+                        to_start.push(p.config.clone());
+                    }
+                }
+            } else if live > requested {
+                let extra = (live - requested) as usize;
+                let idle: Vec<Idle> = match state.pools.get_mut(&key) {
+                    Some(pool) => {
+                        let mut taken = Vec::new();
+                        while taken.len() < extra {
+                            match pool.idle.iter().position(|i| i.provisioned) {
+                                Some(index) => taken.push(pool.idle.remove(index)),
+                                None => break,
+                            }
+                        }
+                        taken
+                    }
+                    None => Vec::new(),
+                };
+                for i in idle {
+                    surplus.push(state.forget_idle(&key, i));
+                }
+            }
+            if state
+                .provisioning
+                .get(&key)
+                .is_some_and(|p| p.requested == 0 && p.live == 0)
+            {
+                state.provisioning.remove(&key);
+            }
+        }
+        (to_start, surplus)
+    }
+
+    /// Starts one provisioned instance (its memory is already counted) and, once it has
+    /// initialised, adds it to its pool.
+    async fn start_provisioned(self: Arc<Self>, config: FunctionConfig) {
+        let key: PoolKey = (config.name.clone(), config.version.clone());
+        let started = match self.start_as(&config, InitType::Provisioned).await {
+            Ok(Ok(mut instance)) => {
+                let deadline = instance.started() + self.config.init_timeout;
+                let ready = instance.wait_ready(deadline).await;
+                ready.then_some(instance)
+            }
+            _ => None,
+        };
+        let mut state = self.state();
+        let wanted = state
+            .provisioning
+            .get(&key)
+            .is_some_and(|p| p.config.revision_id == config.revision_id && !state.closed);
+        match started {
+            Some(instance) if wanted => {
+                if let Some(p) = state.provisioning.get_mut(&key) {
+                    p.ready += 1;
+                    p.failures = 0;
+                }
+                if let Some(info) = state.instances.get_mut(&instance.identity().id) {
+                    info.state = InstanceState::Idle;
+                    info.init_ms = Some(instance.started().elapsed().as_secs_f64() * 1000.0);
+                }
+                let pool = state.pools.entry(key).or_default();
+                if pool.current_revision.is_none() {
+                    pool.current_revision = Some(config.revision_id.clone());
+                }
+                pool.idle.push(Idle {
+                    instance,
+                    since: Instant::now(),
+                    frozen: false,
+                    keep_alive: Duration::MAX,
+                    memory_mb: config.spec.memory_mb,
+                    provisioned: true,
+                });
+                drop(state);
+                self.released.notify_waiters();
+            }
+            other => {
+                state.uncount(&key, config.spec.memory_mb, true, false);
+                if let Some(instance) = &other {
+                    state.instances.remove(&instance.identity().id);
+                } else {
+                    if let Some(p) = state.provisioning.get_mut(&key) {
+                        p.failures += 1;
+                        let backoff = Duration::from_secs(1 << p.failures.min(6));
+                        p.retry_at = Some(Instant::now() + backoff);
+                    }
+                    tracing::warn!(function = %config.name, version = %config.version, "a provisioned instance failed to initialise; retrying later");
+                }
+                drop(state);
+                drop(other);
+            }
         }
     }
 }

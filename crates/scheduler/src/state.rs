@@ -72,6 +72,7 @@ pub(crate) struct InstanceInfo {
     pub invocations: u64,
     pub init_ms: Option<f64>,
     pub pid: u32,
+    pub provisioned: bool,
 }
 
 /// Per-function counters.
@@ -97,6 +98,8 @@ pub(crate) struct Idle {
     pub frozen: bool,
     pub keep_alive: Duration,
     pub memory_mb: u32,
+    /// Provisioned instances never expire and are used before on-demand ones.
+    pub provisioned: bool,
 }
 
 /// The idle instances of one function version.
@@ -124,6 +127,24 @@ pub(crate) struct Ticket {
     pub key: PoolKey,
     pub unreserved: bool,
     pub memory_mb: u32,
+    /// The instance is one of the version's provisioned instances.
+    pub provisioned: bool,
+}
+
+/// Instances kept warm ahead of demand for one function version.
+pub(crate) struct Provision {
+    /// The version's configuration, to start instances from.
+    pub config: nimbus_core::FunctionConfig,
+    /// How many are wanted.
+    pub requested: u32,
+    /// How many exist (starting or ready); their memory is counted.
+    pub live: u32,
+    /// How many have initialised.
+    pub ready: u32,
+    /// Failed starts in a row, for back-off.
+    pub failures: u32,
+    /// No new start before this.
+    pub retry_at: Option<Instant>,
 }
 
 /// Everything the scheduler knows, behind one lock.
@@ -138,6 +159,8 @@ pub(crate) struct State {
     pub memory_mb: u64,
     /// Concurrency reserved by all functions together.
     pub reserved_total: u32,
+    /// Provisioned concurrency by function version.
+    pub provisioning: HashMap<PoolKey, Provision>,
     pub closed: bool,
 }
 
@@ -172,22 +195,30 @@ impl State {
             pool.current_revision = Some(revision.to_owned());
         }
         let mut warm = None;
-        while let Some(idle) = pool.idle.pop() {
+        // Provisioned instances serve first.
+        if let Some(index) = pool.idle.iter().rposition(|i| {
+            i.provisioned && i.instance.identity().revision_id == revision && i.instance.is_alive()
+        }) {
+            warm = Some(pool.idle.remove(index));
+        }
+        while warm.is_none() {
+            let Some(idle) = self.pools.get_mut(key).and_then(|p| p.idle.pop()) else {
+                break;
+            };
             if idle.instance.identity().revision_id == revision && idle.instance.is_alive() {
                 warm = Some(idle);
                 break;
             }
-            self.memory_mb = self.memory_mb.saturating_sub(u64::from(idle.memory_mb));
-            self.instances.remove(&idle.instance.identity().id);
-            gone.push(idle.instance);
+            gone.push(self.forget_at(key, idle));
         }
-        let ticket = |memory_mb| Ticket {
+        let ticket = |memory_mb, provisioned| Ticket {
             key: key.clone(),
             unreserved: limits.reserved.is_none(),
             memory_mb,
+            provisioned,
         };
         if let Some(idle) = warm {
-            let ticket = ticket(idle.memory_mb);
+            let ticket = ticket(idle.memory_mb, idle.provisioned);
             self.count_running(&ticket, 1);
             let counters = self.counters.entry(key.0.clone()).or_default();
             counters.warm_starts += 1;
@@ -210,7 +241,7 @@ impl State {
             }
         }
         self.memory_mb += need;
-        let ticket = ticket(limits.memory_mb);
+        let ticket = ticket(limits.memory_mb, false);
         self.count_running(&ticket, 1);
         self.counters.entry(key.0.clone()).or_default().cold_starts += 1;
         (Admit::Cold, Some(ticket), gone)
@@ -238,14 +269,32 @@ impl State {
             .min_by_key(|(_, _, since)| *since)
             .map(|(key, i, _)| (key.clone(), i))?;
         let idle = self.pools.get_mut(&key)?.idle.remove(index);
-        Some(self.forget(idle))
+        Some(self.forget_at(&key, idle))
     }
 
-    /// Stops counting an idle instance's memory and forgets it; the caller drops it.
-    fn forget(&mut self, idle: Idle) -> Instance {
-        self.memory_mb = self.memory_mb.saturating_sub(u64::from(idle.memory_mb));
+    /// Stops counting an idle instance of `key` and forgets it; the caller drops it.
+    pub fn forget_idle(&mut self, key: &PoolKey, idle: Idle) -> Instance {
+        self.forget_at(key, idle)
+    }
+
+    /// Stops counting an idle instance of `key` and forgets it; the caller drops it.
+    fn forget_at(&mut self, key: &PoolKey, idle: Idle) -> Instance {
+        self.uncount(key, idle.memory_mb, idle.provisioned, true);
         self.instances.remove(&idle.instance.identity().id);
         idle.instance
+    }
+
+    /// Uncounts a live instance's memory, and its place among provisioned ones.
+    pub fn uncount(&mut self, key: &PoolKey, memory_mb: u32, provisioned: bool, was_ready: bool) {
+        self.memory_mb = self.memory_mb.saturating_sub(u64::from(memory_mb));
+        if provisioned {
+            if let Some(p) = self.provisioning.get_mut(key) {
+                p.live = p.live.saturating_sub(1);
+                if was_ready {
+                    p.ready = p.ready.saturating_sub(1);
+                }
+            }
+        }
     }
 
     /// Ends an admitted invocation. A reusable `instance` goes back to its pool (frozen);
@@ -259,7 +308,7 @@ impl State {
     ) -> Option<Instance> {
         self.count_running(ticket, -1);
         let Some(instance) = instance else {
-            self.memory_mb = self.memory_mb.saturating_sub(u64::from(ticket.memory_mb));
+            self.uncount(&ticket.key, ticket.memory_mb, ticket.provisioned, true);
             return None;
         };
         let current = self
@@ -278,10 +327,11 @@ impl State {
                 frozen: false,
                 keep_alive,
                 memory_mb: ticket.memory_mb,
+                provisioned: ticket.provisioned,
             });
             return None;
         }
-        self.memory_mb = self.memory_mb.saturating_sub(u64::from(ticket.memory_mb));
+        self.uncount(&ticket.key, ticket.memory_mb, ticket.provisioned, true);
         self.instances.remove(&instance.identity().id);
         Some(instance)
     }
@@ -309,11 +359,12 @@ impl State {
                 continue;
             };
             let (old, fresh): (Vec<Idle>, Vec<Idle>) = pool.idle.drain(..).partition(|idle| {
-                idle.since.elapsed() >= idle.keep_alive || !idle.instance.is_alive()
+                !idle.instance.is_alive()
+                    || (!idle.provisioned && idle.since.elapsed() >= idle.keep_alive)
             });
             pool.idle = fresh;
             for idle in old {
-                out.push(self.forget(idle));
+                out.push(self.forget_at(&key, idle));
             }
         }
         out
@@ -342,7 +393,7 @@ impl State {
             pool.current_revision = revision.map(str::to_owned);
             let idle: Vec<Idle> = pool.idle.drain(..).collect();
             for i in idle {
-                out.push(self.forget(i));
+                out.push(self.forget_at(&key, i));
             }
             if revision.is_none() {
                 self.pools.remove(&key);
@@ -359,8 +410,15 @@ impl State {
     /// Refuses new work and takes out every idle instance.
     pub fn close(&mut self) -> Vec<Instance> {
         self.closed = true;
-        let idle: Vec<Idle> = self.pools.drain().flat_map(|(_, pool)| pool.idle).collect();
-        idle.into_iter().map(|i| self.forget(i)).collect()
+        self.provisioning.clear();
+        let idle: Vec<(PoolKey, Idle)> = self
+            .pools
+            .drain()
+            .flat_map(|(key, pool)| pool.idle.into_iter().map(move |i| (key.clone(), i)))
+            .collect();
+        idle.into_iter()
+            .map(|(key, i)| self.forget_at(&key, i))
+            .collect()
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use nimbus_core::{AliasConfig, FunctionConfig, Scaling};
+use nimbus_core::{AliasConfig, FunctionConfig, ProvisionedConfig, Scaling};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -75,6 +75,18 @@ pub trait MetadataStore: Send + Sync {
     ) -> Result<Vec<AliasConfig>>;
     /// Removes an alias; whether it existed.
     async fn delete_alias(&self, name: &str, alias: &str) -> Result<bool>;
+    /// Creates or replaces a provisioned-concurrency configuration.
+    async fn put_provisioned(&self, config: &ProvisionedConfig) -> Result<()>;
+    /// The provisioned-concurrency configuration of `name` at `qualifier`.
+    async fn get_provisioned(
+        &self,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<Option<ProvisionedConfig>>;
+    /// Every provisioned-concurrency configuration (of `name`, if given).
+    async fn list_provisioned(&self, name: Option<&str>) -> Result<Vec<ProvisionedConfig>>;
+    /// Removes one; whether it existed.
+    async fn delete_provisioned(&self, name: &str, qualifier: &str) -> Result<bool>;
 }
 
 /// Metadata in a SQLite file, in WAL mode.
@@ -99,6 +111,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "versions and aliases",
         include_str!("../migrations/sqlite/0003_versions_aliases.sql"),
+    ),
+    (
+        4,
+        "provisioned concurrency",
+        include_str!("../migrations/sqlite/0004_provisioned.sql"),
     ),
 ];
 
@@ -156,6 +173,16 @@ impl SqliteMetadata {
 fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<FunctionConfig> {
     let json: String = row.try_get("config")?;
     Ok(serde_json::from_str(&json)?)
+}
+
+fn decode_provisioned(row: &sqlx::sqlite::SqliteRow) -> Result<ProvisionedConfig> {
+    let requested: i64 = row.try_get("requested")?;
+    Ok(ProvisionedConfig {
+        function: row.try_get("name")?,
+        qualifier: row.try_get("qualifier")?,
+        requested: u32::try_from(requested).unwrap_or_default(),
+        last_modified: row.try_get("last_modified")?,
+    })
 }
 
 #[async_trait]
@@ -414,6 +441,56 @@ impl MetadataStore for SqliteMetadata {
             .bind(alias)
             .execute(&self.pool)
             .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_provisioned(&self, config: &ProvisionedConfig) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO provisioned_concurrency (name, qualifier, requested, last_modified) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (name, qualifier) DO UPDATE SET requested = excluded.requested, last_modified = excluded.last_modified",
+        )
+        .bind(&config.function)
+        .bind(&config.qualifier)
+        .bind(i64::from(config.requested))
+        .bind(&config.last_modified)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn get_provisioned(
+        &self,
+        name: &str,
+        qualifier: &str,
+    ) -> Result<Option<ProvisionedConfig>> {
+        let row = sqlx::query(
+            "SELECT name, qualifier, requested, last_modified FROM provisioned_concurrency WHERE name = ? AND qualifier = ?",
+        )
+        .bind(name)
+        .bind(qualifier)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode_provisioned).transpose()
+    }
+
+    async fn list_provisioned(&self, name: Option<&str>) -> Result<Vec<ProvisionedConfig>> {
+        let rows = sqlx::query(
+            "SELECT name, qualifier, requested, last_modified FROM provisioned_concurrency WHERE ? IS NULL OR name = ? ORDER BY name, qualifier",
+        )
+        .bind(name)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_provisioned).collect()
+    }
+
+    async fn delete_provisioned(&self, name: &str, qualifier: &str) -> Result<bool> {
+        let done =
+            sqlx::query("DELETE FROM provisioned_concurrency WHERE name = ? AND qualifier = ?")
+                .bind(name)
+                .bind(qualifier)
+                .execute(&self.pool)
+                .await?;
         Ok(done.rows_affected() > 0)
     }
 

@@ -5,6 +5,7 @@ mod aliases;
 mod concurrency;
 mod functions;
 mod invoke;
+mod provisioned;
 mod shapes;
 mod versions;
 
@@ -63,6 +64,12 @@ pub(crate) fn routes() -> Router<Arc<Platform>> {
         .route(
             "/2019-09-30/functions/{name}/concurrency",
             get(concurrency::get),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            put(provisioned::put)
+                .get(provisioned::get)
+                .delete(provisioned::delete),
         )
         .route("/2016-08-19/account-settings", get(account::get))
         .route("/2016-08-19/account-settings/", get(account::get))
