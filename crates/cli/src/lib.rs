@@ -44,6 +44,30 @@ pub enum Command {
         /// The function's name.
         name: String,
     },
+    /// Publish $LATEST as a new immutable version.
+    Publish {
+        /// The function's name.
+        name: String,
+        /// The version's description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List a function's versions.
+    Versions {
+        /// The function's name.
+        name: String,
+    },
+    /// Manage aliases (names for versions, with traffic shifting).
+    #[command(subcommand)]
+    Alias(commands::alias::AliasCommand),
+    /// Keep instances of a version or alias warm ahead of demand.
+    Provision {
+        /// NAME:VERSION or NAME:ALIAS.
+        target: String,
+        /// How many instances (0 stops).
+        #[arg(long)]
+        count: u32,
+    },
     /// Show live instances and cold/warm/throttle counters.
     Instances {
         /// Only this function's.
@@ -68,6 +92,16 @@ pub async fn run(command: Command, options: Options) -> anyhow::Result<ExitCode>
         Command::Invoke(args) => commands::invoke::run(&client, args).await,
         Command::Ls => commands::list::run(&client, options.output).await,
         Command::Get { name } => commands::get::run(&client, &name, options.output).await,
+        Command::Publish { name, description } => {
+            commands::versions::publish(&client, &name, description, options.output).await
+        }
+        Command::Versions { name } => {
+            commands::versions::list(&client, &name, options.output).await
+        }
+        Command::Alias(command) => commands::alias::run(&client, command, options.output).await,
+        Command::Provision { target, count } => {
+            commands::provision::run(&client, &target, count, options.output).await
+        }
         Command::Instances { name } => {
             commands::instances::run(&client, name.as_deref(), options.output).await
         }

@@ -148,3 +148,101 @@ fn client_commands_explain_an_unreachable_server() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the Nimbus server"));
 }
+
+#[test]
+fn publish_alias_shift_and_roll_back_from_the_cli() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let server = Server::start(&tmp.path().join("data"));
+    let deploy = |version: u32| {
+        let dir = function_dir(
+            tmp.path(),
+            &format!("release{version}"),
+            &[(
+                "app.py",
+                &format!("def handler(event, context):\n    return {{'release': {version}}}\n"),
+                0o644,
+            )],
+        );
+        server.cli_ok(&[
+            "deploy",
+            dir.to_str().expect("path"),
+            "--name",
+            "shop",
+            "--runtime",
+            "python3.12",
+            "--handler",
+            "app.handler",
+        ]);
+    };
+    deploy(1);
+    assert!(server.cli_ok(&["publish", "shop"]).contains("version 1"));
+    deploy(2);
+    assert!(server
+        .cli_ok(&["publish", "shop", "--description", "second"])
+        .contains("version 2"));
+    let versions = server.cli_ok(&["versions", "shop"]);
+    assert!(
+        versions.contains("$LATEST") && versions.contains("second"),
+        "{versions}"
+    );
+
+    server.cli_ok(&["alias", "set", "shop", "live", "1"]);
+    assert!(server
+        .cli_ok(&["invoke", "shop:live"])
+        .contains(r#""release": 1"#));
+    // Canary: 30% to version 2.
+    let shifted = server.cli_ok(&["alias", "set", "shop", "live", "1", "--weight", "2=0.3"]);
+    assert!(shifted.contains("30% to version 2"), "{shifted}");
+    let runs: Vec<String> = (0..40)
+        .map(|_| server.cli_ok(&["invoke", "shop:live"]))
+        .collect();
+    assert!(
+        runs.iter().any(|r| r.contains(r#""release": 2"#)),
+        "the canary got no traffic"
+    );
+    assert!(runs.iter().any(|r| r.contains(r#""release": 1"#)));
+    // Promote, then roll back.
+    server.cli_ok(&["alias", "set", "shop", "live", "2"]);
+    assert!((0..5).all(|_| server
+        .cli_ok(&["invoke", "shop:live"])
+        .contains(r#""release": 2"#)));
+    server.cli_ok(&["alias", "set", "shop", "live", "1"]);
+    assert!((0..5).all(|_| server
+        .cli_ok(&["invoke", "shop:live"])
+        .contains(r#""release": 1"#)));
+    assert!(server
+        .cli_ok(&["alias", "ls", "shop"])
+        .contains("live -> version 1"));
+
+    // Provisioned instances, visible before any call.
+    server.cli_ok(&["provision", "shop:live", "--count", "2"]);
+    assert!(crate::support::eventually(
+        std::time::Duration::from_secs(10),
+        || {
+            server
+                .instances("shop")
+                .iter()
+                .filter(|i| i["provisioned"] == true && i["state"] == "idle")
+                .count()
+                == 2
+        }
+    ));
+    server.cli_ok(&["provision", "shop:live", "--count", "0"]);
+    assert!(crate::support::eventually(
+        std::time::Duration::from_secs(5),
+        || {
+            server
+                .instances("shop")
+                .iter()
+                .all(|i| i["provisioned"] != true)
+        }
+    ));
+
+    let out = server.cli(&["alias", "set", "shop", "broken", "9"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("ResourceNotFoundException"));
+    server.cli_ok(&["alias", "rm", "shop", "live"]);
+    assert!(server
+        .cli_ok(&["alias", "ls", "shop"])
+        .contains("no aliases"));
+}

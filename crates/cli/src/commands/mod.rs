@@ -1,9 +1,12 @@
 //! One module per client command.
 
+pub mod alias;
 pub mod deploy;
 pub mod get;
 pub mod init;
 pub mod instances;
 pub mod invoke;
 pub mod list;
+pub mod provision;
 pub mod remove;
+pub mod versions;
