@@ -66,11 +66,11 @@ async fn connect(addr: SocketAddr) -> anyhow::Result<SendRequest<Full<Bytes>>> {
     Ok(sender)
 }
 
-/// Sends one request on `sender`; its status and latency.
+/// Sends one request on `sender`; its status, latency and body.
 async fn send(
     sender: &mut SendRequest<Full<Bytes>>,
     target: &Target,
-) -> anyhow::Result<(u16, Duration)> {
+) -> anyhow::Result<(u16, Duration, Bytes)> {
     let request = hyper::Request::builder()
         .method(target.method.clone())
         .uri(&target.path)
@@ -80,8 +80,8 @@ async fn send(
     sender.ready().await?;
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
-    response.into_body().collect().await?;
-    Ok((status, begun.elapsed()))
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok((status, begun.elapsed(), body))
 }
 
 /// How long a run lasts.
@@ -117,7 +117,7 @@ pub async fn run(target: &Target, concurrency: usize, length: Length) -> anyhow:
                 }
                 done += 1;
                 match send(&mut sender, &target).await {
-                    Ok((status, latency)) => {
+                    Ok((status, latency, _)) => {
                         stats.latencies.push(latency);
                         *stats.statuses.entry(status).or_default() += 1;
                     }
@@ -144,14 +144,5 @@ pub async fn run(target: &Target, concurrency: usize, length: Length) -> anyhow:
 /// Sends one request on a fresh connection.
 pub async fn once(target: &Target) -> anyhow::Result<(u16, Duration, Bytes)> {
     let mut sender = connect(target.addr).await?;
-    let request = hyper::Request::builder()
-        .method(target.method.clone())
-        .uri(&target.path)
-        .header("host", target.addr.to_string())
-        .body(Full::new(target.body.clone()))?;
-    let begun = Instant::now();
-    let response = sender.send_request(request).await?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await?.to_bytes();
-    Ok((status, begun.elapsed(), body))
+    send(&mut sender, target).await
 }

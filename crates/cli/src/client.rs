@@ -104,6 +104,32 @@ impl Client {
     }
 }
 
+impl Client {
+    /// Every item of a paged Lambda list at `path` (items under `key`), following
+    /// `NextMarker`.
+    pub async fn all_pages(&self, path: &str, key: &str) -> Result<Vec<Value>, ClientError> {
+        let mut items = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut request = self.request(reqwest::Method::GET, path);
+            if let Some(m) = &marker {
+                request = request.query(&[("Marker", m)]);
+            }
+            let page = self.json(request).await?;
+            if let Some(list) = page.get(key).and_then(Value::as_array) {
+                items.extend(list.iter().cloned());
+            }
+            marker = page
+                .get("NextMarker")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if marker.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+}
+
 /// Percent-encodes a function name for a path segment.
 pub fn segment(name: &str) -> String {
     name.bytes()

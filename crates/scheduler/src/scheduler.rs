@@ -139,16 +139,12 @@ impl Scheduler {
         let (admitted, ticket) = self.admit(&key, &function.revision_id, &limits).await?;
         let mut instance = match admitted {
             Some(instance) => instance,
-            None => match self.start(function).await {
-                Ok(Ok(instance)) => instance,
-                Ok(Err(missing)) => {
-                    self.release(&ticket, None, false, keep_alive);
-                    return Ok(self.missing_entrypoint(function, &request, &missing.0));
-                }
-                Err(e) => {
-                    self.release(&ticket, None, false, keep_alive);
-                    return Err(e);
-                }
+            None => match self
+                .start_for(function, &ticket, keep_alive, &request)
+                .await
+            {
+                Ok(instance) => instance,
+                Err(answer) => return answer,
             },
         };
         instance.thaw();
@@ -162,16 +158,12 @@ impl Scheduler {
             let not_after = begun + Duration::from_secs(u64::from(function.spec.timeout_s));
             self.state().instances.remove(&instance.identity().id);
             drop(instance);
-            instance = match self.start(function).await {
-                Ok(Ok(instance)) => instance,
-                Ok(Err(missing)) => {
-                    self.release(&ticket, None, false, keep_alive);
-                    return Ok(self.missing_entrypoint(function, &request, &missing.0));
-                }
-                Err(e) => {
-                    self.release(&ticket, None, false, keep_alive);
-                    return Err(e);
-                }
+            instance = match self
+                .start_for(function, &ticket, keep_alive, &request)
+                .await
+            {
+                Ok(instance) => instance,
+                Err(answer) => return answer,
             };
             let (retried, more, picked) = self
                 .run(&mut instance, function, &request, Some(not_after))
@@ -271,12 +263,24 @@ impl Scheduler {
         InvokeError::Throttled(reason)
     }
 
-    /// Starts a new instance and records it as starting.
-    async fn start(
+    /// Starts an on-demand instance for an admitted invocation. If none can start, the
+    /// ticket is released and the error is what the invocation answers instead.
+    async fn start_for(
         &self,
         function: &FunctionConfig,
-    ) -> Result<Result<Instance, nimbus_runtime::launch::MissingEntrypoint>, InvokeError> {
-        self.start_as(function, InitType::OnDemand).await
+        ticket: &Ticket,
+        keep_alive: Duration,
+        request: &InvokeRequest,
+    ) -> Result<Instance, Result<InvokeResult, InvokeError>> {
+        let started = self.start_as(function, InitType::OnDemand).await;
+        if !matches!(started, Ok(Ok(_))) {
+            self.release(ticket, None, false, keep_alive);
+        }
+        match started {
+            Ok(Ok(instance)) => Ok(instance),
+            Ok(Err(missing)) => Err(Ok(self.missing_entrypoint(function, request, &missing.0))),
+            Err(e) => Err(Err(e)),
+        }
     }
 
     async fn start_as(

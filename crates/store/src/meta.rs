@@ -175,6 +175,11 @@ fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<FunctionConfig> {
     Ok(serde_json::from_str(&json)?)
 }
 
+fn decode_alias(row: &sqlx::sqlite::SqliteRow) -> Result<AliasConfig> {
+    let json: String = row.try_get("config")?;
+    Ok(serde_json::from_str(&json)?)
+}
+
 fn decode_provisioned(row: &sqlx::sqlite::SqliteRow) -> Result<ProvisionedConfig> {
     let requested: i64 = row.try_get("requested")?;
     Ok(ProvisionedConfig {
@@ -406,11 +411,7 @@ impl MetadataStore for SqliteMetadata {
             .bind(alias)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| -> Result<AliasConfig> {
-            let json: String = r.try_get("config")?;
-            Ok(serde_json::from_str(&json)?)
-        })
-        .transpose()
+        row.as_ref().map(decode_alias).transpose()
     }
 
     async fn list_aliases(
@@ -427,12 +428,7 @@ impl MetadataStore for SqliteMetadata {
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| -> Result<AliasConfig> {
-                let json: String = r.try_get("config")?;
-                Ok(serde_json::from_str(&json)?)
-            })
-            .collect()
+        rows.iter().map(decode_alias).collect()
     }
 
     async fn delete_alias(&self, name: &str, alias: &str) -> Result<bool> {

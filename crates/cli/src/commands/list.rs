@@ -1,6 +1,5 @@
 //! `nimbus ls`.
 
-use reqwest::Method;
 use serde_json::Value;
 
 use crate::client::Client;
@@ -8,25 +7,9 @@ use crate::{ExitCode, Output};
 
 /// Lists every function, following list pages.
 pub async fn run(client: &Client, output: Output) -> anyhow::Result<ExitCode> {
-    let mut functions: Vec<Value> = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let mut request = client.request(Method::GET, "/2015-03-31/functions/");
-        if let Some(m) = &marker {
-            request = request.query(&[("Marker", m)]);
-        }
-        let page = client.json(request).await?;
-        if let Some(items) = page.get("Functions").and_then(Value::as_array) {
-            functions.extend(items.iter().cloned());
-        }
-        marker = page
-            .get("NextMarker")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        if marker.is_none() {
-            break;
-        }
-    }
+    let functions = client
+        .all_pages("/2015-03-31/functions/", "Functions")
+        .await?;
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&functions)?);
         return Ok(0);

@@ -38,28 +38,7 @@ pub async fn publish(
 /// Lists `$LATEST` and the published versions.
 pub async fn list(client: &Client, name: &str, output: Output) -> anyhow::Result<ExitCode> {
     let path = format!("/2015-03-31/functions/{}/versions", segment(name));
-    let mut all: Vec<Value> = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let mut request = client.request(Method::GET, &path);
-        if let Some(m) = &marker {
-            request = request.query(&[("Marker", m)]);
-        }
-        let page = client.json(request).await?;
-        all.extend(
-            page.get("Versions")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default(),
-        );
-        marker = page
-            .get("NextMarker")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        if marker.is_none() {
-            break;
-        }
-    }
+    let all = client.all_pages(&path, "Versions").await?;
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(0);
