@@ -240,6 +240,14 @@ impl Platform {
             .ok_or_else(|| Error::function_not_found(&self.scope.qualified_arn(name, alias)))
     }
 
+    /// The alias a `FunctionName` plus `Qualifier` names, if it names one (for answers that
+    /// carry the alias's ARN).
+    pub fn alias_named(&self, function: &str, qualifier: Option<&str>) -> Option<(String, String)> {
+        let (name, qualifier) = self.resolve(function, qualifier).ok()?;
+        let q = qualifier.filter(|q| q != LATEST && !validate::is_version_number(q))?;
+        Some((name, q))
+    }
+
     /// Splits a `FunctionName` into name and qualifier, checking it against `?Qualifier`.
     fn resolve(&self, function: &str, qualifier: Option<&str>) -> Result<(String, Option<String>)> {
         let reference = parse_function_ref(function)?;

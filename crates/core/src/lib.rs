@@ -10,4 +10,5 @@ pub mod validate;
 pub use error::{Error, ErrorKind};
 pub use model::{
     AliasConfig, FunctionConfig, FunctionSpec, ProvisionedConfig, Runtime, RuntimeFamily, Scaling,
+    UrlConfig,
 };

@@ -204,3 +204,23 @@ pub struct ProvisionedConfig {
     /// When it was last set, as Lambda formats it.
     pub last_modified: String,
 }
+
+/// A function URL: the HTTP trigger of a function (or of one of its aliases).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UrlConfig {
+    /// The function.
+    pub function: String,
+    /// The alias it invokes; `None` for `$LATEST`.
+    pub qualifier: Option<String>,
+    /// `NONE` (public) or `AWS_IAM` (signed requests only).
+    pub auth_type: String,
+    /// Lambda's `Cors` object as given (AllowOrigins, AllowMethods, AllowHeaders,
+    /// ExposeHeaders, AllowCredentials, MaxAge), if any.
+    pub cors: Option<serde_json::Value>,
+    /// `BUFFERED`.
+    pub invoke_mode: String,
+    /// When it was created, as Lambda formats it.
+    pub creation_time: String,
+    /// When it last changed.
+    pub last_modified_time: String,
+}

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use nimbus_core::{AliasConfig, FunctionConfig, ProvisionedConfig, Scaling};
+use nimbus_core::{AliasConfig, FunctionConfig, ProvisionedConfig, Scaling, UrlConfig};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -87,6 +87,15 @@ pub trait MetadataStore: Send + Sync {
     async fn list_provisioned(&self, name: Option<&str>) -> Result<Vec<ProvisionedConfig>>;
     /// Removes one; whether it existed.
     async fn delete_provisioned(&self, name: &str, qualifier: &str) -> Result<bool>;
+    /// Creates or replaces a function URL; with `must_be_new`, [`StoreError::Conflict`] if
+    /// one exists.
+    async fn put_url(&self, url: &UrlConfig, must_be_new: bool) -> Result<()>;
+    /// The URL of `name` at `qualifier` (`None`: unqualified).
+    async fn get_url(&self, name: &str, qualifier: Option<&str>) -> Result<Option<UrlConfig>>;
+    /// Every URL of `name`.
+    async fn list_urls(&self, name: &str) -> Result<Vec<UrlConfig>>;
+    /// Removes a URL; whether it existed.
+    async fn delete_url(&self, name: &str, qualifier: Option<&str>) -> Result<bool>;
 }
 
 /// Metadata in a SQLite file, in WAL mode.
@@ -116,6 +125,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "provisioned concurrency",
         include_str!("../migrations/sqlite/0004_provisioned.sql"),
+    ),
+    (
+        5,
+        "function urls",
+        include_str!("../migrations/sqlite/0005_function_urls.sql"),
     ),
 ];
 
@@ -171,11 +185,15 @@ impl SqliteMetadata {
 }
 
 fn decode(row: &sqlx::sqlite::SqliteRow) -> Result<FunctionConfig> {
-    let json: String = row.try_get("config")?;
-    Ok(serde_json::from_str(&json)?)
+    decode_json(row)
 }
 
 fn decode_alias(row: &sqlx::sqlite::SqliteRow) -> Result<AliasConfig> {
+    decode_json(row)
+}
+
+/// Decodes a row's JSON `config` column.
+fn decode_json<T: serde::de::DeserializeOwned>(row: &sqlx::sqlite::SqliteRow) -> Result<T> {
     let json: String = row.try_get("config")?;
     Ok(serde_json::from_str(&json)?)
 }
@@ -487,6 +505,52 @@ impl MetadataStore for SqliteMetadata {
                 .bind(qualifier)
                 .execute(&self.pool)
                 .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn put_url(&self, url: &UrlConfig, must_be_new: bool) -> Result<()> {
+        let sql = if must_be_new {
+            "INSERT INTO function_urls (name, qualifier, config) VALUES (?, ?, ?)"
+        } else {
+            "INSERT OR REPLACE INTO function_urls (name, qualifier, config) VALUES (?, ?, ?)"
+        };
+        let result = sqlx::query(sql)
+            .bind(&url.function)
+            .bind(url.qualifier.as_deref().unwrap_or(""))
+            .bind(serde_json::to_string(url)?)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn get_url(&self, name: &str, qualifier: Option<&str>) -> Result<Option<UrlConfig>> {
+        let row = sqlx::query("SELECT config FROM function_urls WHERE name = ? AND qualifier = ?")
+            .bind(name)
+            .bind(qualifier.unwrap_or(""))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode_json).transpose()
+    }
+
+    async fn list_urls(&self, name: &str) -> Result<Vec<UrlConfig>> {
+        let rows =
+            sqlx::query("SELECT config FROM function_urls WHERE name = ? ORDER BY qualifier")
+                .bind(name)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter().map(decode_json).collect()
+    }
+
+    async fn delete_url(&self, name: &str, qualifier: Option<&str>) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM function_urls WHERE name = ? AND qualifier = ?")
+            .bind(name)
+            .bind(qualifier.unwrap_or(""))
+            .execute(&self.pool)
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 

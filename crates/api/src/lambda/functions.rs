@@ -97,8 +97,10 @@ pub(crate) async fn get(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("127.0.0.1:9300");
     let scaling = platform.get_scaling(&function.name).await?;
+    let mut configuration = function_configuration(platform.scope(), &function, true);
+    alias_arn(&platform, &name, &params, &mut configuration);
     let mut out = json!({
-        "Configuration": function_configuration(platform.scope(), &function, true),
+        "Configuration": configuration,
         "Code": {
             "RepositoryType": "S3",
             "Location": format!("http://{host}/nimbus/v1/functions/{}/code", function.name),
@@ -119,11 +121,17 @@ pub(crate) async fn get_configuration(
     let function = platform
         .get_function(&name, params.get("Qualifier").map(String::as_str))
         .await?;
-    Ok(Json(function_configuration(
-        platform.scope(),
-        &function,
-        true,
-    )))
+    let mut out = function_configuration(platform.scope(), &function, true);
+    alias_arn(&platform, &name, &params, &mut out);
+    Ok(Json(out))
+}
+
+/// Asked through an alias, a configuration carries the alias's ARN, as Lambda's does.
+fn alias_arn(platform: &Platform, name: &str, params: &HashMap<String, String>, out: &mut Value) {
+    let qualifier = params.get("Qualifier").map(String::as_str);
+    if let Some((function, alias)) = platform.alias_named(name, qualifier) {
+        out["FunctionArn"] = json!(platform.scope().qualified_arn(&function, &alias));
+    }
 }
 
 /// ListFunctions.
