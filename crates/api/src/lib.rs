@@ -5,6 +5,7 @@
 mod error;
 mod lambda;
 mod nimbus;
+mod trigger;
 
 use std::sync::Arc;
 
@@ -25,6 +26,7 @@ pub struct RequestId(pub String);
 pub fn router(platform: Arc<Platform>) -> Router {
     lambda::routes()
         .merge(nimbus::routes())
+        .merge(trigger::routes())
         .fallback(error::unknown_operation)
         .with_state(platform)
         .layer(DefaultBodyLimit::disable())

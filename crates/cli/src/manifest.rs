@@ -30,6 +30,9 @@ pub struct Manifest {
     /// Environment variables.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<BTreeMap<String, String>>,
+    /// A function URL to give it: `none` (public) or `iam` (signed requests only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 impl Manifest {

@@ -4,6 +4,7 @@
 mod aliases;
 mod cache;
 mod provisioned;
+mod urls;
 mod versions;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use nimbus_store::{CodeCache, MetadataStore, StoreError};
 pub use aliases::AliasPatch;
 pub use nimbus_core::error::Result;
 pub use provisioned::ProvisionedStatus;
+pub use urls::UrlPatch;
 
 /// What Nimbus knows and runs: the stores, the scheduler, and where ARNs point.
 pub struct Platform {

@@ -16,6 +16,12 @@ fn init_deploy_invoke_works_for_every_runtime() {
         server.cli_ok(&["init", dir, "--runtime", runtime]);
         let deployed = server.cli_ok(&["deploy", dir, "--name", name]);
         assert!(deployed.contains(&format!("deployed {name}")), "{deployed}");
+        // The template comes with a public URL: the HTTP trigger answers at once.
+        let url = format!("{}/fn/{name}/", server.endpoint);
+        assert!(deployed.contains(&format!("url: {url}")), "{deployed}");
+        let answer = server.http("GET", &format!("/fn/{name}/?name=you"), "");
+        assert_eq!(answer.status, 200, "{runtime}: {}", answer.json);
+        assert_eq!(answer.json["message"], "Hello, you!", "{runtime}");
         let out = server.cli_ok(&["invoke", name, "--data", r#"{"name":"world"}"#]);
         let result: serde_json::Value = serde_json::from_str(out.trim()).expect("json result");
         assert_eq!(result["message"], "Hello, world!", "{runtime}");

@@ -7,6 +7,7 @@ mod functions;
 mod invoke;
 mod provisioned;
 mod shapes;
+mod urls;
 mod versions;
 
 use std::sync::Arc;
@@ -71,6 +72,14 @@ pub(crate) fn routes() -> Router<Arc<Platform>> {
                 .get(provisioned::get)
                 .delete(provisioned::delete),
         )
+        .route(
+            "/2021-10-31/functions/{name}/url",
+            post(urls::create)
+                .get(urls::get)
+                .put(urls::update)
+                .delete(urls::delete),
+        )
+        .route("/2021-10-31/functions/{name}/urls", get(urls::list))
         .route("/2016-08-19/account-settings", get(account::get))
         .route("/2016-08-19/account-settings/", get(account::get))
         .route(

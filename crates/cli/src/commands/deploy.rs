@@ -39,6 +39,10 @@ pub struct DeployArgs {
     /// Description.
     #[arg(long)]
     pub description: Option<String>,
+    /// Give the function a URL (its HTTP trigger): `none` is public, `iam` needs signed
+    /// requests (default: from nimbus.json).
+    #[arg(long, value_parser = ["none", "iam"])]
+    pub url: Option<String>,
     /// Execution role ARN, kept for Lambda compatibility.
     #[arg(long, default_value = "arn:aws:iam::000000000000:role/nimbus")]
     pub role: String,
@@ -137,6 +141,10 @@ pub async fn run(client: &Client, args: DeployArgs, output: Output) -> anyhow::R
             latest
         }
     };
+    let url = match args.url.or(manifest.url) {
+        Some(kind) => Some(ensure_url(client, &fn_path, &args.name, &kind).await?),
+        None => None,
+    };
     if output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
@@ -155,8 +163,45 @@ pub async fn run(client: &Client, args: DeployArgs, output: Output) -> anyhow::R
             text("CodeSha256"),
             args.name
         );
+        if let Some(url) = url {
+            println!("url: {url}");
+        }
     }
     Ok(0)
+}
+
+/// Makes sure the function has a URL with the given auth (`none` or `iam`); its address.
+async fn ensure_url(
+    client: &Client,
+    fn_path: &str,
+    name: &str,
+    kind: &str,
+) -> anyhow::Result<String> {
+    let auth = match kind {
+        "none" => "NONE",
+        "iam" => "AWS_IAM",
+        other => bail!("url must be none or iam, got '{other}'"),
+    };
+    let url_path = fn_path.replacen("/2015-03-31/", "/2021-10-31/", 1) + "/url";
+    let body = json!({ "AuthType": auth });
+    let config = match client.json(client.request(Method::GET, &url_path)).await {
+        Ok(current) if current.get("AuthType").and_then(Value::as_str) == Some(auth) => current,
+        Ok(_) => {
+            client
+                .json(client.request(Method::PUT, &url_path).json(&body))
+                .await?
+        }
+        Err(e) if e.is_not_found() => {
+            client
+                .json(client.request(Method::POST, &url_path).json(&body))
+                .await?
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(config
+        .get("FunctionUrl")
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("/fn/{name}/"), str::to_owned))
 }
 
 fn sha256_b64(data: &[u8]) -> String {

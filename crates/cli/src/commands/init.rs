@@ -66,6 +66,7 @@ pub fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     let manifest = crate::manifest::Manifest {
         runtime: Some(runtime.to_string()),
         handler: Some(handler.to_owned()),
+        url: Some("none".to_owned()),
         ..Default::default()
     };
     let path = args.dir.join(crate::manifest::FILE);
