@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -41,11 +40,10 @@ async fn trigger(
     Path(params): Path<HashMap<String, String>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Extension(RequestId(request_id)): Extension<RequestId>,
-    method: Method,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let target = params.get("target").cloned().unwrap_or_default();
     let Some(url) = platform.url_for_trigger(&target).await? else {
         return Ok(plain(StatusCode::NOT_FOUND, "Not Found"));
