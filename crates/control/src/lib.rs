@@ -3,6 +3,7 @@
 
 mod aliases;
 mod cache;
+mod events;
 mod provisioned;
 mod urls;
 mod versions;
@@ -18,6 +19,7 @@ use nimbus_scheduler::{InvokeError, InvokeRequest, InvokeResult, Scheduler};
 use nimbus_store::{CodeCache, MetadataStore, StoreError};
 
 pub use aliases::AliasPatch;
+pub use events::{payload_json, AsyncConfig, EventConfigPatch};
 pub use nimbus_core::error::Result;
 pub use provisioned::ProvisionedStatus;
 pub use urls::UrlPatch;
@@ -30,6 +32,10 @@ pub struct Platform {
     scope: ArnScope,
     /// What invokes read, kept in memory.
     cache: cache::FunctionCache,
+    /// How async events are delivered.
+    async_config: events::AsyncConfig,
+    /// Wakes the async delivery loop when an event is accepted.
+    async_ready: tokio::sync::Notify,
 }
 
 /// A page of a list.
@@ -104,6 +110,7 @@ impl Platform {
         code: Arc<CodeCache>,
         scheduler: Arc<Scheduler>,
         scope: ArnScope,
+        async_config: events::AsyncConfig,
     ) -> Self {
         Platform {
             meta,
@@ -111,6 +118,8 @@ impl Platform {
             scheduler,
             scope,
             cache: cache::FunctionCache::default(),
+            async_config,
+            async_ready: tokio::sync::Notify::new(),
         }
     }
 
@@ -124,9 +133,10 @@ impl Platform {
 
     /// Brings the node up to date with stored settings at start: reservations, and the
     /// provisioned instances to start.
-    pub async fn start(&self) -> Result<()> {
+    pub async fn start(self: &Arc<Self>) -> Result<()> {
         self.load().await?;
-        self.restore_provisioned().await
+        self.restore_provisioned().await?;
+        self.start_async_delivery().await
     }
 
     /// Where ARNs point.

@@ -9,6 +9,6 @@ pub mod validate;
 
 pub use error::{Error, ErrorKind};
 pub use model::{
-    AliasConfig, FunctionConfig, FunctionSpec, ProvisionedConfig, Runtime, RuntimeFamily, Scaling,
-    UrlConfig,
+    AliasConfig, AsyncEvent, DeadLetter, EventInvokeConfig, FunctionConfig, FunctionSpec,
+    ProvisionedConfig, Runtime, RuntimeFamily, Scaling, UrlConfig,
 };

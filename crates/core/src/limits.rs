@@ -24,6 +24,8 @@ pub const TOTAL_CODE_SIZE_BYTES: u64 = 80_530_636_800;
 pub const CONCURRENT_EXECUTIONS: u32 = 1000;
 /// Largest synchronous request or response payload, bytes (6 MiB).
 pub const SYNC_PAYLOAD_MAX_BYTES: usize = 6_291_456;
+/// Largest async (Event) payload, bytes (1 MiB, as Lambda allows since October 2025).
+pub const ASYNC_PAYLOAD_MAX_BYTES: usize = 1_048_576;
 /// Largest response a runtime may post, bytes (6 MiB + 100, as Lambda's runtime API allows).
 pub const RUNTIME_RESPONSE_MAX_BYTES: usize = 6_291_556;
 /// Longest description, characters.

@@ -224,3 +224,52 @@ pub struct UrlConfig {
     /// When it last changed.
     pub last_modified_time: String,
 }
+
+/// An accepted async (Event) invocation, waiting for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsyncEvent {
+    /// Its request id.
+    pub id: String,
+    /// The function.
+    pub function: String,
+    /// The version or alias invoked, if any.
+    pub qualifier: Option<String>,
+    /// The event.
+    pub payload: Vec<u8>,
+    /// Deliveries tried so far.
+    pub attempts: u32,
+    /// When it was accepted, epoch ms.
+    pub enqueued_at: i64,
+    /// The last delivery's error, if any.
+    pub last_error: Option<String>,
+}
+
+/// An async event that could not be delivered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The event.
+    pub event: AsyncEvent,
+    /// `RetriesExhausted` or `EventAgeExceeded`.
+    pub condition: String,
+    /// When it was given up, epoch ms.
+    pub failed_at: i64,
+}
+
+/// Retry and destination settings for async invocations of a function (or qualifier).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventInvokeConfig {
+    /// The function.
+    pub function: String,
+    /// The qualifier, if any.
+    pub qualifier: Option<String>,
+    /// Retries after a function error, 0–2.
+    pub maximum_retry_attempts: u32,
+    /// Oldest an event may get before it is given up, seconds (60–21600).
+    pub maximum_event_age_s: u32,
+    /// Function ARN that receives a record of each success.
+    pub on_success: Option<String>,
+    /// Function ARN that receives a record of each failure.
+    pub on_failure: Option<String>,
+    /// When it last changed, epoch seconds.
+    pub last_modified: f64,
+}

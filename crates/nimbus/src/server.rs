@@ -46,6 +46,13 @@ pub struct ServerArgs {
     /// Seconds a new instance may take to initialise before the init is retried.
     #[arg(long, default_value_t = 10)]
     init_timeout: u64,
+    /// Milliseconds before an async event's first retry after a function error (the n-th
+    /// retry waits n times this; Lambda waits about a minute, then two).
+    #[arg(long, env = "NIMBUS_ASYNC_RETRY_DELAY", default_value_t = 60_000)]
+    async_retry_delay: u64,
+    /// Async events delivered at once.
+    #[arg(long, default_value_t = 16)]
+    async_workers: usize,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 10)]
     shutdown_grace: u64,
@@ -140,7 +147,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let scope = ArnScope {
         region: args.region.clone(),
     };
-    let platform = Arc::new(Platform::new(meta, code, scheduler.clone(), scope));
+    let platform = Arc::new(Platform::new(
+        meta,
+        code,
+        scheduler.clone(),
+        scope,
+        nimbus_control::AsyncConfig {
+            retry_delay: Duration::from_millis(args.async_retry_delay),
+            workers: args.async_workers,
+        },
+    ));
     platform
         .start()
         .await

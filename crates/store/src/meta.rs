@@ -5,7 +5,10 @@ use std::path::Path;
 use std::str::FromStr;
 
 use async_trait::async_trait;
-use nimbus_core::{AliasConfig, FunctionConfig, ProvisionedConfig, Scaling, UrlConfig};
+use nimbus_core::{
+    AliasConfig, AsyncEvent, DeadLetter, EventInvokeConfig, FunctionConfig, ProvisionedConfig,
+    Scaling, UrlConfig,
+};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -96,6 +99,44 @@ pub trait MetadataStore: Send + Sync {
     async fn list_urls(&self, name: &str) -> Result<Vec<UrlConfig>>;
     /// Removes a URL; whether it existed.
     async fn delete_url(&self, name: &str, qualifier: Option<&str>) -> Result<bool>;
+    /// Stores an accepted async event, due at once. Durable when this returns.
+    async fn enqueue_event(&self, event: &AsyncEvent, due_at: i64) -> Result<()>;
+    /// Claims up to `limit` events due by `now` (epoch ms): they are marked in flight.
+    async fn claim_due_events(&self, now: i64, limit: usize) -> Result<Vec<AsyncEvent>>;
+    /// When the next queued event is due, epoch ms.
+    async fn next_event_due(&self) -> Result<Option<i64>>;
+    /// Removes a delivered event.
+    async fn complete_event(&self, id: &str) -> Result<()>;
+    /// Puts an event back in the queue, due at `due_at`, with its attempts and last error.
+    async fn retry_event(
+        &self,
+        id: &str,
+        attempts: u32,
+        due_at: i64,
+        error: Option<&str>,
+    ) -> Result<()>;
+    /// Moves an event to the dead letters.
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<()>;
+    /// Puts back events left in flight by a stopped server, counting that as an attempt.
+    async fn requeue_inflight(&self) -> Result<u64>;
+    /// Queued events and the age of the oldest, ms.
+    async fn queue_depth(&self, now: i64) -> Result<(u64, i64)>;
+    /// Dead letters (of `function`, if given), oldest first.
+    async fn list_dead_letters(&self, function: Option<&str>) -> Result<Vec<DeadLetter>>;
+    /// Removes a dead letter; it, if it existed.
+    async fn take_dead_letter(&self, id: &str) -> Result<Option<DeadLetter>>;
+    /// Sets a function's (or qualifier's) async settings.
+    async fn put_event_config(&self, config: &EventInvokeConfig) -> Result<()>;
+    /// The async settings of `name` at `qualifier`.
+    async fn get_event_config(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Option<EventInvokeConfig>>;
+    /// Every async setting of `name`.
+    async fn list_event_configs(&self, name: &str) -> Result<Vec<EventInvokeConfig>>;
+    /// Removes async settings; whether they existed.
+    async fn delete_event_config(&self, name: &str, qualifier: Option<&str>) -> Result<bool>;
 }
 
 /// Metadata in a SQLite file, in WAL mode.
@@ -130,6 +171,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "function urls",
         include_str!("../migrations/sqlite/0005_function_urls.sql"),
+    ),
+    (
+        6,
+        "async events",
+        include_str!("../migrations/sqlite/0006_async_events.sql"),
     ),
 ];
 
@@ -196,6 +242,27 @@ fn decode_alias(row: &sqlx::sqlite::SqliteRow) -> Result<AliasConfig> {
 fn decode_json<T: serde::de::DeserializeOwned>(row: &sqlx::sqlite::SqliteRow) -> Result<T> {
     let json: String = row.try_get("config")?;
     Ok(serde_json::from_str(&json)?)
+}
+
+fn decode_event(row: &sqlx::sqlite::SqliteRow) -> Result<AsyncEvent> {
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(AsyncEvent {
+        id: row.try_get("id")?,
+        function: row.try_get("function")?,
+        qualifier: row.try_get("qualifier")?,
+        payload: row.try_get("payload")?,
+        attempts: u32::try_from(attempts).unwrap_or_default(),
+        enqueued_at: row.try_get("enqueued_at")?,
+        last_error: row.try_get("last_error")?,
+    })
+}
+
+fn decode_dead_letter(row: &sqlx::sqlite::SqliteRow) -> Result<DeadLetter> {
+    Ok(DeadLetter {
+        event: decode_event(row)?,
+        condition: row.try_get("condition")?,
+        failed_at: row.try_get("failed_at")?,
+    })
 }
 
 fn decode_provisioned(row: &sqlx::sqlite::SqliteRow) -> Result<ProvisionedConfig> {
@@ -547,6 +614,179 @@ impl MetadataStore for SqliteMetadata {
 
     async fn delete_url(&self, name: &str, qualifier: Option<&str>) -> Result<bool> {
         let done = sqlx::query("DELETE FROM function_urls WHERE name = ? AND qualifier = ?")
+            .bind(name)
+            .bind(qualifier.unwrap_or(""))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn enqueue_event(&self, event: &AsyncEvent, due_at: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO async_events (id, function, qualifier, payload, attempts, enqueued_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&event.id)
+        .bind(&event.function)
+        .bind(&event.qualifier)
+        .bind(&event.payload)
+        .bind(i64::from(event.attempts))
+        .bind(event.enqueued_at)
+        .bind(due_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn claim_due_events(&self, now: i64, limit: usize) -> Result<Vec<AsyncEvent>> {
+        let rows = sqlx::query(
+            "UPDATE async_events SET inflight = 1 WHERE id IN \
+             (SELECT id FROM async_events WHERE inflight = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) \
+             RETURNING id, function, qualifier, payload, attempts, enqueued_at, last_error",
+        )
+        .bind(now)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    async fn next_event_due(&self) -> Result<Option<i64>> {
+        let row =
+            sqlx::query("SELECT MIN(next_attempt_at) AS due FROM async_events WHERE inflight = 0")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(row.try_get("due")?)
+    }
+
+    async fn complete_event(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM async_events WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn retry_event(
+        &self,
+        id: &str,
+        attempts: u32,
+        due_at: i64,
+        error: Option<&str>,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE async_events SET inflight = 0, attempts = ?, next_attempt_at = ?, last_error = COALESCE(?, last_error) WHERE id = ?",
+        )
+        .bind(i64::from(attempts))
+        .bind(due_at)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<()> {
+        let event = &letter.event;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO dead_letters (id, function, qualifier, payload, condition, attempts, error, enqueued_at, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&event.id)
+        .bind(&event.function)
+        .bind(&event.qualifier)
+        .bind(&event.payload)
+        .bind(&letter.condition)
+        .bind(i64::from(event.attempts))
+        .bind(&event.last_error)
+        .bind(event.enqueued_at)
+        .bind(letter.failed_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM async_events WHERE id = ?")
+            .bind(&event.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn requeue_inflight(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE async_events SET inflight = 0, attempts = attempts + 1, \
+             last_error = COALESCE(last_error, 'the server stopped during delivery') WHERE inflight = 1",
+        )
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn queue_depth(&self, now: i64) -> Result<(u64, i64)> {
+        let row = sqlx::query("SELECT COUNT(*) AS n, MIN(enqueued_at) AS oldest FROM async_events")
+            .fetch_one(&self.pool)
+            .await?;
+        let n: i64 = row.try_get("n")?;
+        let oldest: Option<i64> = row.try_get("oldest")?;
+        Ok((n.max(0) as u64, oldest.map_or(0, |o| (now - o).max(0))))
+    }
+
+    async fn list_dead_letters(&self, function: Option<&str>) -> Result<Vec<DeadLetter>> {
+        let rows = sqlx::query(
+            "SELECT id, function, qualifier, payload, attempts, enqueued_at, error AS last_error, condition, failed_at \
+             FROM dead_letters WHERE ? IS NULL OR function = ? ORDER BY failed_at, id",
+        )
+        .bind(function)
+        .bind(function)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_dead_letter).collect()
+    }
+
+    async fn take_dead_letter(&self, id: &str) -> Result<Option<DeadLetter>> {
+        let row = sqlx::query(
+            "DELETE FROM dead_letters WHERE id = ? RETURNING id, function, qualifier, payload, attempts, enqueued_at, error AS last_error, condition, failed_at",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(decode_dead_letter).transpose()
+    }
+
+    async fn put_event_config(&self, config: &EventInvokeConfig) -> Result<()> {
+        sqlx::query("INSERT OR REPLACE INTO event_invoke_configs (name, qualifier, config) VALUES (?, ?, ?)")
+            .bind(&config.function)
+            .bind(config.qualifier.as_deref().unwrap_or(""))
+            .bind(serde_json::to_string(config)?)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_event_config(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Option<EventInvokeConfig>> {
+        let row =
+            sqlx::query("SELECT config FROM event_invoke_configs WHERE name = ? AND qualifier = ?")
+                .bind(name)
+                .bind(qualifier.unwrap_or(""))
+                .fetch_optional(&self.pool)
+                .await?;
+        row.as_ref().map(decode_json).transpose()
+    }
+
+    async fn list_event_configs(&self, name: &str) -> Result<Vec<EventInvokeConfig>> {
+        let rows = sqlx::query(
+            "SELECT config FROM event_invoke_configs WHERE name = ? ORDER BY qualifier",
+        )
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(decode_json).collect()
+    }
+
+    async fn delete_event_config(&self, name: &str, qualifier: Option<&str>) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM event_invoke_configs WHERE name = ? AND qualifier = ?")
             .bind(name)
             .bind(qualifier.unwrap_or(""))
             .execute(&self.pool)

@@ -25,6 +25,17 @@ fn bad_content(message: String) -> Error {
     Error::new(ErrorKind::InvalidRequestContent, message)
 }
 
+/// Lambda's answer to an Event payload over the async limit.
+fn too_large_for_event(size: usize) -> Error {
+    Error::new(
+        ErrorKind::RequestTooLarge,
+        format!(
+            "{size} byte payload is too large for the Event invocation type (limit {} bytes)",
+            limits::ASYNC_PAYLOAD_MAX_BYTES
+        ),
+    )
+}
+
 /// Decodes `X-Amz-Client-Context` (base64 JSON) into the JSON the runtime receives.
 fn client_context(headers: &HeaderMap) -> Result<Option<String>, Error> {
     let Some(raw) = headers.get("x-amz-client-context") else {
@@ -80,10 +91,7 @@ pub(crate) async fn invoke(
             platform.get_function(&name, qualifier.as_deref()).await?;
             return Ok(StatusCode::NO_CONTENT.into_response());
         }
-        "Event" => return Err(Error::invalid(
-            "InvocationType Event is not available yet on this server; invoke with RequestResponse",
-        )
-        .into()),
+        "Event" => {}
         other => {
             return Err(Error::validation(
                 other,
@@ -93,7 +101,19 @@ pub(crate) async fn invoke(
             .into())
         }
     }
-    let payload = read_body(body, limits::SYNC_PAYLOAD_MAX_BYTES, "InvokeFunction").await?;
+    let asynchronous = invocation_type == "Event";
+    let payload = if asynchronous {
+        // Read a little past the limit, to say how large the payload was.
+        let payload = axum::body::to_bytes(body, limits::SYNC_PAYLOAD_MAX_BYTES)
+            .await
+            .map_err(|_| too_large_for_event(limits::SYNC_PAYLOAD_MAX_BYTES))?;
+        if payload.len() > limits::ASYNC_PAYLOAD_MAX_BYTES {
+            return Err(too_large_for_event(payload.len()).into());
+        }
+        payload
+    } else {
+        read_body(body, limits::SYNC_PAYLOAD_MAX_BYTES, "InvokeFunction").await?
+    };
     let payload = if payload.iter().all(u8::is_ascii_whitespace) {
         bytes::Bytes::from_static(b"{}")
     } else {
@@ -105,15 +125,18 @@ pub(crate) async fn invoke(
         }
         payload
     };
-    let result = platform
-        .invoke(Invoke {
-            function: name,
-            qualifier,
-            payload,
-            client_context: client_context(&headers)?,
-            request_id,
-        })
-        .await?;
+    let request = Invoke {
+        function: name,
+        qualifier,
+        payload,
+        client_context: client_context(&headers)?,
+        request_id,
+    };
+    if asynchronous {
+        platform.enqueue(request).await?;
+        return Ok(StatusCode::ACCEPTED.into_response());
+    }
+    let result = platform.invoke(request).await?;
     let mut response = (
         StatusCode::OK,
         [("content-type", "application/json")],

@@ -3,6 +3,7 @@
 mod account;
 mod aliases;
 mod concurrency;
+mod event_config;
 mod functions;
 mod invoke;
 mod provisioned;
@@ -80,6 +81,17 @@ pub(crate) fn routes() -> Router<Arc<Platform>> {
                 .delete(urls::delete),
         )
         .route("/2021-10-31/functions/{name}/urls", get(urls::list))
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            put(event_config::put)
+                .post(event_config::update)
+                .get(event_config::get)
+                .delete(event_config::delete),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(event_config::list),
+        )
         .route("/2016-08-19/account-settings", get(account::get))
         .route("/2016-08-19/account-settings/", get(account::get))
         .route(

@@ -1,11 +1,12 @@
 //! The Nimbus extensions under `/nimbus/v1/`: what Lambda keeps in other services.
 
+mod dead_letters;
 mod instances;
 mod scaling;
 
 use std::sync::Arc;
 
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use nimbus_control::Platform;
 
@@ -18,6 +19,19 @@ pub(crate) fn routes() -> Router<Arc<Platform>> {
         .route("/nimbus/v1/health", get(health))
         .route("/nimbus/v1/openapi.json", get(openapi))
         .route("/nimbus/v1/instances", get(instances::list))
+        .route("/nimbus/v1/dead-letters", get(dead_letters::list))
+        .route(
+            "/nimbus/v1/dead-letters/redrive",
+            post(dead_letters::redrive_all),
+        )
+        .route(
+            "/nimbus/v1/dead-letters/{id}",
+            axum::routing::delete(dead_letters::delete),
+        )
+        .route(
+            "/nimbus/v1/dead-letters/{id}/redrive",
+            post(dead_letters::redrive_one),
+        )
         .route(
             "/nimbus/v1/functions/{name}/scaling",
             get(scaling::get).put(scaling::put),
