@@ -68,6 +68,9 @@ pub enum Command {
         #[arg(long)]
         count: u32,
     },
+    /// Inspect, re-drive or delete async events that could not be delivered.
+    #[command(subcommand)]
+    Dlq(commands::dlq::DlqCommand),
     /// Show live instances and cold/warm/throttle counters.
     Instances {
         /// Only this function's.
@@ -102,6 +105,7 @@ pub async fn run(command: Command, options: Options) -> anyhow::Result<ExitCode>
         Command::Provision { target, count } => {
             commands::provision::run(&client, &target, count, options.output).await
         }
+        Command::Dlq(command) => commands::dlq::run(&client, command, options.output).await,
         Command::Instances { name } => {
             commands::instances::run(&client, name.as_deref(), options.output).await
         }

@@ -61,6 +61,10 @@ fn every_documented_get_answers_as_documented() {
         "/nimbus/v1/instances",
         "/nimbus/v1/functions/{name}/scaling",
         "/nimbus/v1/functions/{name}/code",
+        "/nimbus/v1/dead-letters",
+        "/nimbus/v1/dead-letters/redrive",
+        "/nimbus/v1/dead-letters/{id}",
+        "/nimbus/v1/dead-letters/{id}/redrive",
     ] {
         assert!(
             paths.contains_key(served),

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod async_events;
 mod cli;
 mod extensions;
 mod lifecycle;

@@ -20,6 +20,10 @@ pub struct InvokeArgs {
     /// Version or alias to invoke.
     #[arg(long)]
     pub qualifier: Option<String>,
+    /// Queue the event and return at once (InvocationType Event): retried on errors, and
+    /// kept as a dead letter if it keeps failing.
+    #[arg(long = "async")]
+    pub asynchronous: bool,
 }
 
 /// Invokes and prints the result on stdout; a function error goes to stderr, exit 1.
@@ -35,9 +39,20 @@ pub async fn run(client: &Client, args: InvokeArgs) -> anyhow::Result<ExitCode> 
     if let Some(q) = &args.qualifier {
         path.push_str(&format!("?Qualifier={}", segment(q)));
     }
-    let response = client
-        .send(client.request(Method::POST, &path).body(payload))
-        .await?;
+    let mut request = client.request(Method::POST, &path).body(payload);
+    if args.asynchronous {
+        request = request.header("x-amz-invocation-type", "Event");
+    }
+    let response = client.send(request).await?;
+    if args.asynchronous {
+        let id = response
+            .headers()
+            .get("x-amzn-requestid")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("?");
+        println!("queued {id}");
+        return Ok(0);
+    }
     let failed = response.headers().contains_key("x-amz-function-error");
     let body = response.bytes().await.context("reading the result")?;
     if failed {

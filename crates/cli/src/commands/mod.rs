@@ -2,6 +2,7 @@
 
 pub mod alias;
 pub mod deploy;
+pub mod dlq;
 pub mod get;
 pub mod init;
 pub mod instances;
