@@ -68,6 +68,9 @@ pub enum Command {
         #[arg(long)]
         count: u32,
     },
+    /// Invoke a function on a cron or rate expression.
+    #[command(subcommand)]
+    Schedule(commands::schedule::ScheduleCommand),
     /// Inspect, re-drive or delete async events that could not be delivered.
     #[command(subcommand)]
     Dlq(commands::dlq::DlqCommand),
@@ -104,6 +107,9 @@ pub async fn run(command: Command, options: Options) -> anyhow::Result<ExitCode>
         Command::Alias(command) => commands::alias::run(&client, command, options.output).await,
         Command::Provision { target, count } => {
             commands::provision::run(&client, &target, count, options.output).await
+        }
+        Command::Schedule(command) => {
+            commands::schedule::run(&client, command, options.output).await
         }
         Command::Dlq(command) => commands::dlq::run(&client, command, options.output).await,
         Command::Instances { name } => {

@@ -5,6 +5,7 @@ mod aliases;
 mod cache;
 mod events;
 mod provisioned;
+mod schedules;
 mod urls;
 mod versions;
 
@@ -22,6 +23,7 @@ pub use aliases::AliasPatch;
 pub use events::{payload_json, AsyncConfig, EventConfigPatch};
 pub use nimbus_core::error::Result;
 pub use provisioned::ProvisionedStatus;
+pub use schedules::NewSchedule;
 pub use urls::UrlPatch;
 
 /// What Nimbus knows and runs: the stores, the scheduler, and where ARNs point.
@@ -36,6 +38,8 @@ pub struct Platform {
     async_config: events::AsyncConfig,
     /// Wakes the async delivery loop when an event is accepted.
     async_ready: tokio::sync::Notify,
+    /// Wakes the schedule loop when schedules change.
+    schedules_changed: tokio::sync::Notify,
 }
 
 /// A page of a list.
@@ -120,6 +124,7 @@ impl Platform {
             cache: cache::FunctionCache::default(),
             async_config,
             async_ready: tokio::sync::Notify::new(),
+            schedules_changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -136,7 +141,8 @@ impl Platform {
     pub async fn start(self: &Arc<Self>) -> Result<()> {
         self.load().await?;
         self.restore_provisioned().await?;
-        self.start_async_delivery().await
+        self.start_async_delivery().await?;
+        self.start_schedules().await
     }
 
     /// Where ARNs point.

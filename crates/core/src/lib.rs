@@ -5,6 +5,7 @@ pub mod arn;
 pub mod error;
 pub mod limits;
 pub mod model;
+pub mod schedule;
 pub mod validate;
 
 pub use error::{Error, ErrorKind};

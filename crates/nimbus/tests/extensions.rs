@@ -65,6 +65,8 @@ fn every_documented_get_answers_as_documented() {
         "/nimbus/v1/dead-letters/redrive",
         "/nimbus/v1/dead-letters/{id}",
         "/nimbus/v1/dead-letters/{id}/redrive",
+        "/nimbus/v1/schedules",
+        "/nimbus/v1/schedules/{name}",
     ] {
         assert!(
             paths.contains_key(served),

@@ -8,3 +8,4 @@ mod cli;
 mod extensions;
 mod lifecycle;
 mod scheduler;
+mod schedules;

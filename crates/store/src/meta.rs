@@ -5,6 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use nimbus_core::schedule::Schedule;
 use nimbus_core::{
     AliasConfig, AsyncEvent, DeadLetter, EventInvokeConfig, FunctionConfig, ProvisionedConfig,
     Scaling, UrlConfig,
@@ -137,6 +138,17 @@ pub trait MetadataStore: Send + Sync {
     async fn list_event_configs(&self, name: &str) -> Result<Vec<EventInvokeConfig>>;
     /// Removes async settings; whether they existed.
     async fn delete_event_config(&self, name: &str, qualifier: Option<&str>) -> Result<bool>;
+    /// Adds a schedule; [`StoreError::Conflict`] if the name is taken.
+    async fn insert_schedule(&self, schedule: &Schedule) -> Result<()>;
+    /// Every schedule, by name.
+    async fn list_schedules(&self) -> Result<Vec<Schedule>>;
+    /// Removes a schedule; whether it existed.
+    async fn delete_schedule(&self, name: &str) -> Result<bool>;
+    /// Records a schedule's new state (next fire, last fire) without firing it.
+    async fn update_schedule(&self, schedule: &Schedule) -> Result<()>;
+    /// Fires a schedule in one transaction: enqueues `event` (ignored if an event with its
+    /// id exists, so a fire is never doubled) and stores the schedule's new state.
+    async fn fire_schedule(&self, schedule: &Schedule, event: &AsyncEvent) -> Result<()>;
 }
 
 /// Metadata in a SQLite file, in WAL mode.
@@ -176,6 +188,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "async events",
         include_str!("../migrations/sqlite/0006_async_events.sql"),
+    ),
+    (
+        7,
+        "schedules",
+        include_str!("../migrations/sqlite/0007_schedules.sql"),
     ),
 ];
 
@@ -792,6 +809,71 @@ impl MetadataStore for SqliteMetadata {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_schedule(&self, schedule: &Schedule) -> Result<()> {
+        let result = sqlx::query(
+            "INSERT INTO schedules (name, function, config, next_fire_ms) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&schedule.name)
+        .bind(&schedule.function)
+        .bind(serde_json::to_string(schedule)?)
+        .bind(schedule.next_fire_ms)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<Schedule>> {
+        let rows = sqlx::query("SELECT config FROM schedules ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_json).collect()
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM schedules WHERE name = ?")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn update_schedule(&self, schedule: &Schedule) -> Result<()> {
+        sqlx::query("UPDATE schedules SET config = ?, next_fire_ms = ? WHERE name = ?")
+            .bind(serde_json::to_string(schedule)?)
+            .bind(schedule.next_fire_ms)
+            .bind(&schedule.name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn fire_schedule(&self, schedule: &Schedule, event: &AsyncEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO async_events (id, function, qualifier, payload, attempts, enqueued_at, next_attempt_at) VALUES (?, ?, ?, ?, 0, ?, ?)",
+        )
+        .bind(&event.id)
+        .bind(&event.function)
+        .bind(&event.qualifier)
+        .bind(&event.payload)
+        .bind(event.enqueued_at)
+        .bind(event.enqueued_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE schedules SET config = ?, next_fire_ms = ? WHERE name = ?")
+            .bind(serde_json::to_string(schedule)?)
+            .bind(schedule.next_fire_ms)
+            .bind(&schedule.name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn reserved_total(&self, except: Option<&str>) -> Result<u64> {

@@ -3,6 +3,7 @@
 mod dead_letters;
 mod instances;
 mod scaling;
+mod schedules;
 
 use std::sync::Arc;
 
@@ -20,6 +21,14 @@ pub(crate) fn routes() -> Router<Arc<Platform>> {
         .route("/nimbus/v1/openapi.json", get(openapi))
         .route("/nimbus/v1/instances", get(instances::list))
         .route("/nimbus/v1/dead-letters", get(dead_letters::list))
+        .route(
+            "/nimbus/v1/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route(
+            "/nimbus/v1/schedules/{name}",
+            axum::routing::delete(schedules::delete),
+        )
         .route(
             "/nimbus/v1/dead-letters/redrive",
             post(dead_letters::redrive_all),

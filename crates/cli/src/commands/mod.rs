@@ -10,4 +10,5 @@ pub mod invoke;
 pub mod list;
 pub mod provision;
 pub mod remove;
+pub mod schedule;
 pub mod versions;
