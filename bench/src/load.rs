@@ -17,6 +17,8 @@ pub struct Target {
     pub method: hyper::Method,
     pub path: String,
     pub body: Bytes,
+    /// Sent as an async (Event) invocation.
+    pub event_invocation: bool,
 }
 
 /// What a run measured.
@@ -71,11 +73,14 @@ async fn send(
     sender: &mut SendRequest<Full<Bytes>>,
     target: &Target,
 ) -> anyhow::Result<(u16, Duration, Bytes)> {
-    let request = hyper::Request::builder()
+    let mut request = hyper::Request::builder()
         .method(target.method.clone())
         .uri(&target.path)
-        .header("host", target.addr.to_string())
-        .body(Full::new(target.body.clone()))?;
+        .header("host", target.addr.to_string());
+    if target.event_invocation {
+        request = request.header("x-amz-invocation-type", "Event");
+    }
+    let request = request.body(Full::new(target.body.clone()))?;
     let begun = Instant::now();
     sender.ready().await?;
     let response = sender.send_request(request).await?;
