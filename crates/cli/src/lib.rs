@@ -68,6 +68,10 @@ pub enum Command {
         #[arg(long)]
         count: u32,
     },
+    /// Show a function's invocation logs, or follow them.
+    Logs(commands::logs::LogsArgs),
+    /// Requests, GB-seconds and cost per function and day.
+    Usage(commands::usage::UsageArgs),
     /// Invoke a function on a cron or rate expression.
     #[command(subcommand)]
     Schedule(commands::schedule::ScheduleCommand),
@@ -108,6 +112,8 @@ pub async fn run(command: Command, options: Options) -> anyhow::Result<ExitCode>
         Command::Provision { target, count } => {
             commands::provision::run(&client, &target, count, options.output).await
         }
+        Command::Logs(args) => commands::logs::run(&client, args, options.output).await,
+        Command::Usage(args) => commands::usage::run(&client, args, options.output).await,
         Command::Schedule(command) => {
             commands::schedule::run(&client, command, options.output).await
         }

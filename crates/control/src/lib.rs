@@ -40,6 +40,8 @@ pub struct Platform {
     async_ready: tokio::sync::Notify,
     /// Wakes the schedule loop when schedules change.
     schedules_changed: tokio::sync::Notify,
+    /// Logs, metrics and usage of invocations.
+    telemetry: Arc<nimbus_telemetry::Telemetry>,
 }
 
 /// A page of a list.
@@ -115,6 +117,7 @@ impl Platform {
         scheduler: Arc<Scheduler>,
         scope: ArnScope,
         async_config: events::AsyncConfig,
+        telemetry: Arc<nimbus_telemetry::Telemetry>,
     ) -> Self {
         Platform {
             meta,
@@ -125,6 +128,7 @@ impl Platform {
             async_config,
             async_ready: tokio::sync::Notify::new(),
             schedules_changed: tokio::sync::Notify::new(),
+            telemetry,
         }
     }
 
@@ -148,6 +152,11 @@ impl Platform {
     /// Where ARNs point.
     pub fn scope(&self) -> &ArnScope {
         &self.scope
+    }
+
+    /// Logs, metrics and usage of invocations.
+    pub fn telemetry(&self) -> &Arc<nimbus_telemetry::Telemetry> {
+        &self.telemetry
     }
 
     /// The scheduler that runs invocations.
@@ -587,6 +596,7 @@ impl Platform {
             Some(q) => self.scope.qualified_arn(&function.name, q),
             None => self.scope.function_arn(&function.name),
         };
+        let request_id = request.request_id.clone();
         let result = self
             .scheduler
             .invoke(
@@ -601,8 +611,31 @@ impl Platform {
             )
             .await;
         match result {
-            Ok(result) => Ok(result),
-            Err(InvokeError::Throttled(reason)) => Err(Error::throttled(reason.as_str())),
+            Ok(result) => {
+                let outcome = if result.timed_out {
+                    nimbus_telemetry::Outcome::Timeout
+                } else if result.function_error {
+                    nimbus_telemetry::Outcome::Error
+                } else {
+                    nimbus_telemetry::Outcome::Success
+                };
+                self.telemetry.record(nimbus_telemetry::InvocationRecord {
+                    function: function.name.clone(),
+                    version: result.executed_version.clone(),
+                    request_id: request_id.clone(),
+                    at_ms: chrono::Utc::now().timestamp_millis(),
+                    log: result.log.clone(),
+                    duration_ms: result.duration_ms,
+                    init_ms: result.init_ms,
+                    memory_mb: function.spec.memory_mb,
+                    outcome,
+                });
+                Ok(result)
+            }
+            Err(InvokeError::Throttled(reason)) => {
+                self.telemetry.throttled(&function.name, &function.version);
+                Err(Error::throttled(reason.as_str()))
+            }
             Err(InvokeError::ShuttingDown) => Err(Error::new(
                 ErrorKind::Service,
                 "the server is shutting down; retry against a running server",

@@ -53,6 +53,21 @@ pub struct ServerArgs {
     /// Async events delivered at once.
     #[arg(long, default_value_t = 16)]
     async_workers: usize,
+    /// Hours invocation logs are kept.
+    #[arg(long, env = "NIMBUS_LOG_RETENTION_HOURS", default_value_t = 168)]
+    log_retention_hours: u64,
+    /// Most invocation log kept, MB; the oldest goes first.
+    #[arg(long, env = "NIMBUS_LOG_MAX_MB", default_value_t = 256)]
+    log_max_mb: u64,
+    /// The server's own log format.
+    #[arg(long, value_parser = ["text", "json"], default_value = "text")]
+    log_format: String,
+    /// Price of a GB-second for the usage bill, USD (Lambda x86's by default).
+    #[arg(long, default_value_t = 0.000_016_666_7)]
+    price_gb_second: f64,
+    /// Price of a million requests for the usage bill, USD.
+    #[arg(long, default_value_t = 0.20)]
+    price_million_requests: f64,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 10)]
     shutdown_grace: u64,
@@ -77,14 +92,17 @@ fn find_interpreter(candidates: &[&str], name: &str) -> Option<PathBuf> {
 
 /// Runs the server until SIGTERM or SIGINT.
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NIMBUS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if args.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
     if !args.listen.ip().is_loopback() {
         bail!(
             "refusing to listen on {}: a non-loopback address needs API credentials, which this version cannot configure yet; listen on 127.0.0.1",
@@ -147,6 +165,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let scope = ArnScope {
         region: args.region.clone(),
     };
+    let telemetry = nimbus_telemetry::Telemetry::open(
+        &data.join("logs.db"),
+        nimbus_telemetry::TelemetryConfig {
+            retention: nimbus_telemetry::LogRetention {
+                max_age: Duration::from_secs(args.log_retention_hours * 3600),
+                max_bytes: args.log_max_mb * 1024 * 1024,
+            },
+            prices: nimbus_telemetry::PriceTable {
+                per_gb_second: args.price_gb_second,
+                per_million_requests: args.price_million_requests,
+            },
+        },
+    )
+    .await
+    .with_context(|| format!("opening invocation logs in {}", data.display()))?;
     let platform = Arc::new(Platform::new(
         meta,
         code,
@@ -156,6 +189,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             retry_delay: Duration::from_millis(args.async_retry_delay),
             workers: args.async_workers,
         },
+        telemetry,
     ));
     platform
         .start()

@@ -67,6 +67,8 @@ fn every_documented_get_answers_as_documented() {
         "/nimbus/v1/dead-letters/{id}/redrive",
         "/nimbus/v1/schedules",
         "/nimbus/v1/schedules/{name}",
+        "/nimbus/v1/functions/{name}/logs",
+        "/nimbus/v1/usage",
     ] {
         assert!(
             paths.contains_key(served),

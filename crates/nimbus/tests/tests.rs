@@ -7,5 +7,6 @@ mod async_events;
 mod cli;
 mod extensions;
 mod lifecycle;
+mod observability;
 mod scheduler;
 mod schedules;

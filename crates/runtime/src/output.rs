@@ -67,6 +67,9 @@ impl Stream {
     }
 }
 
+/// The line that ends a capture which hit its cap.
+const TRUNCATED: &[u8] = b"[nimbus] output truncated: this invocation printed more than 1 MiB\n";
+
 /// Logs one line and adds it to the current invocation's capture.
 fn emit(line: &[u8], stream: &'static str, shared: &Shared) {
     let request_id = lock(&shared.current_request).clone().unwrap_or_default();
@@ -74,6 +77,9 @@ fn emit(line: &[u8], stream: &'static str, shared: &Shared) {
         if captured.len() + line.len() < CAPTURE_MAX_BYTES {
             captured.extend_from_slice(line);
             captured.push(b'\n');
+        } else if !captured.ends_with(TRUNCATED) {
+            // Keep the log bounded, and say so in it.
+            captured.extend_from_slice(TRUNCATED);
         }
     }
     tracing::info!(

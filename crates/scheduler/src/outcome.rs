@@ -18,6 +18,8 @@ pub struct InvokeResult {
     pub init_ms: Option<f64>,
     /// The invocation's log: START, the function's output, END and REPORT lines.
     pub log: Bytes,
+    /// Whether it ran out of time.
+    pub timed_out: bool,
 }
 
 /// The facts an invocation's log reports.
@@ -26,6 +28,8 @@ pub(crate) struct LogFacts<'a> {
     pub version: &'a str,
     pub output: &'a [u8],
     pub timed_out_after_s: Option<u32>,
+    /// Lambda's platform lines for a crash (`RequestId: … Error: Runtime exited …`).
+    pub exit: Option<&'a str>,
     pub duration_ms: f64,
     pub init_ms: Option<f64>,
     pub memory_mb: u32,
@@ -43,10 +47,19 @@ pub(crate) fn invocation_log(facts: &LogFacts<'_>) -> Bytes {
                 .as_bytes(),
         );
     }
+    if let Some(status) = facts.exit {
+        log.extend_from_slice(
+            format!(
+                "RequestId: {id} Error: Runtime exited with error: {status}\nRuntime.ExitError\n"
+            )
+            .as_bytes(),
+        );
+    }
     let mut report = format!(
         "END RequestId: {id}\nREPORT RequestId: {id}\tDuration: {:.2} ms\tBilled Duration: {} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t",
         facts.duration_ms,
-        facts.duration_ms.ceil() as u64,
+        // Lambda bills init too, in 1 ms units.
+        (facts.duration_ms + facts.init_ms.unwrap_or(0.0)).ceil() as u64,
         facts.memory_mb,
         facts.max_memory_used_mb,
     );
@@ -115,6 +128,7 @@ mod tests {
             version: "$LATEST",
             output: b"hello\n",
             timed_out_after_s: None,
+            exit: None,
             duration_ms: 15.74,
             init_ms: Some(130.49),
             memory_mb: 128,
@@ -123,7 +137,7 @@ mod tests {
         let text = String::from_utf8(log.to_vec()).expect("utf-8");
         assert_eq!(
             text,
-            "START RequestId: r1 Version: $LATEST\nhello\nEND RequestId: r1\nREPORT RequestId: r1\tDuration: 15.74 ms\tBilled Duration: 16 ms\tMemory Size: 128 MB\tMax Memory Used: 56 MB\tInit Duration: 130.49 ms\t\n"
+            "START RequestId: r1 Version: $LATEST\nhello\nEND RequestId: r1\nREPORT RequestId: r1\tDuration: 15.74 ms\tBilled Duration: 147 ms\tMemory Size: 128 MB\tMax Memory Used: 56 MB\tInit Duration: 130.49 ms\t\n"
         );
     }
 

@@ -191,6 +191,10 @@ impl Scheduler {
             version: &function.version,
             output: &output,
             timed_out_after_s: (outcome == Outcome::TimedOut).then_some(function.spec.timeout_s),
+            exit: match &outcome {
+                Outcome::Exited(status) => Some(status.as_str()),
+                _ => None,
+            },
             duration_ms: handler_ms,
             init_ms,
             memory_mb: function.spec.memory_mb,
@@ -204,6 +208,7 @@ impl Scheduler {
             String::from_utf8_lossy(log.rsplit(|b| *b == b'\n').nth(1).unwrap_or_default())
         );
         let reusable = outcome.keeps_instance() && instance.is_alive();
+        let timed_out = outcome == Outcome::TimedOut;
         self.release(&ticket, Some(instance), reusable, keep_alive);
         let (payload, function_error) =
             payload_of(outcome, &request.request_id, function.spec.timeout_s);
@@ -214,6 +219,7 @@ impl Scheduler {
             duration_ms: handler_ms,
             init_ms,
             log,
+            timed_out,
         })
     }
 
@@ -374,6 +380,7 @@ impl Scheduler {
             version: &function.version,
             output: format!("{why}\n").as_bytes(),
             timed_out_after_s: None,
+            exit: None,
             duration_ms: 0.0,
             init_ms: None,
             memory_mb: function.spec.memory_mb,
@@ -386,6 +393,7 @@ impl Scheduler {
             duration_ms: 0.0,
             init_ms: None,
             log,
+            timed_out: false,
         }
     }
 

@@ -8,7 +8,7 @@ pub mod unpack;
 
 pub use blobs::{BlobStore, LocalBlobs};
 pub use code::CodeCache;
-pub use meta::{MetadataStore, SqliteMetadata};
+pub use meta::{open_sqlite, MetadataStore, SqliteMetadata};
 pub use unpack::UnpackError;
 
 /// A storage failure.

@@ -157,6 +157,30 @@ pub struct SqliteMetadata {
     pool: SqlitePool,
 }
 
+/// Opens (creating if needed) a SQLite database in WAL mode and applies `migrations`
+/// (version, description, SQL) that it has not seen yet.
+pub async fn open_sqlite(
+    path: &Path,
+    migrations: &'static [(i64, &'static str, &'static str)],
+) -> Result<SqlitePool> {
+    let options = SqliteConnectOptions::from_str("sqlite://")?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options)
+        .await?;
+    Migrator::new(Embedded(migrations))
+        .await?
+        .run(&pool)
+        .await?;
+    Ok(pool)
+}
+
 /// The SQLite schema, in order; each entry is applied once.
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -228,21 +252,7 @@ impl<'s> MigrationSource<'s> for Embedded {
 impl SqliteMetadata {
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub async fn open(path: &Path) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str("sqlite://")?
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        Migrator::new(Embedded(SQLITE_MIGRATIONS))
-            .await?
-            .run(&pool)
-            .await?;
+        let pool = open_sqlite(path, SQLITE_MIGRATIONS).await?;
         Ok(SqliteMetadata { pool })
     }
 }

@@ -2,6 +2,7 @@
 
 mod dead_letters;
 mod instances;
+mod observe;
 mod scaling;
 mod schedules;
 
@@ -20,6 +21,9 @@ pub(crate) fn routes() -> Router<Arc<Platform>> {
         .route("/nimbus/v1/health", get(health))
         .route("/nimbus/v1/openapi.json", get(openapi))
         .route("/nimbus/v1/instances", get(instances::list))
+        .route("/nimbus/v1/functions/{name}/logs", get(observe::logs))
+        .route("/nimbus/v1/usage", get(observe::usage))
+        .route("/metrics", get(observe::metrics))
         .route("/nimbus/v1/dead-letters", get(dead_letters::list))
         .route(
             "/nimbus/v1/schedules",

@@ -24,6 +24,9 @@ pub struct InvokeArgs {
     /// kept as a dead letter if it keeps failing.
     #[arg(long = "async")]
     pub asynchronous: bool,
+    /// Also print the invocation's log (its last 4 KB) on stderr.
+    #[arg(long)]
+    pub log: bool,
 }
 
 /// Invokes and prints the result on stdout; a function error goes to stderr, exit 1.
@@ -42,6 +45,8 @@ pub async fn run(client: &Client, args: InvokeArgs) -> anyhow::Result<ExitCode> 
     let mut request = client.request(Method::POST, &path).body(payload);
     if args.asynchronous {
         request = request.header("x-amz-invocation-type", "Event");
+    } else if args.log {
+        request = request.header("x-amz-log-type", "Tail");
     }
     let response = client.send(request).await?;
     if args.asynchronous {
@@ -54,6 +59,13 @@ pub async fn run(client: &Client, args: InvokeArgs) -> anyhow::Result<ExitCode> 
         return Ok(0);
     }
     let failed = response.headers().contains_key("x-amz-function-error");
+    if let Some(tail) = response.headers().get("x-amz-log-result") {
+        use base64::Engine as _;
+        let log = base64::engine::general_purpose::STANDARD
+            .decode(tail.as_bytes())
+            .unwrap_or_default();
+        std::io::stderr().write_all(&log)?;
+    }
     let body = response.bytes().await.context("reading the result")?;
     if failed {
         let mut err = std::io::stderr();
