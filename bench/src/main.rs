@@ -319,6 +319,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         "exports.handler = async (event) => ({ message: `Hello, ${event.name || 'world'}!` });\n",
     )];
     create(addr, "py-echo", "python3.11", "app.handler", &echo_fn).await?;
+    let logging_fn = [("app.py", "def handler(event, context):\n    print('handled', context.aws_request_id)\n    return event\n")];
+    create(addr, "py-log", "python3.11", "app.handler", &logging_fn).await?;
     create(addr, "py-hello", "python3.11", "app.handler", &hello_py).await?;
     create(
         addr,
@@ -373,6 +375,39 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         ratio,
         target: "≥ 0.04x",
         met: ratio >= 0.04,
+    });
+
+    eprintln!("logging on the warm path…");
+    let logging = invoke_target(addr, "py-log", event);
+    load::run(&logging, 1, Length::Requests(500)).await?;
+    let quiet_c1 = load::run(&warm, 1, Length::Requests(3000)).await?;
+    let log_c1 = load::run(&logging, 1, Length::Requests(3000)).await?;
+    let ratio = log_c1.percentile(50.0).as_secs_f64() / quiet_c1.percentile(50.0).as_secs_f64();
+    rows.push(Row {
+        id: "LOG",
+        metric: "warm p50, a handler printing a line vs one printing nothing".into(),
+        ours: ms(log_c1.percentile(50.0)),
+        baseline: format!("{} (silent handler)", ms(quiet_c1.percentile(50.0))),
+        ratio,
+        target: "≤ 1.1x",
+        met: ratio <= 1.1,
+    });
+    load::run(&logging, 32, Length::Time(Duration::from_secs(1))).await?;
+    let log_c32 = load::run(
+        &logging,
+        32,
+        Length::Time(Duration::from_secs(args.seconds)),
+    )
+    .await?;
+    let ratio = p2.throughput() / log_c32.throughput();
+    rows.push(Row {
+        id: "LOG",
+        metric: "warm throughput at 32 clients, silent vs printing handler".into(),
+        ours: format!("{:.0} req/s", log_c32.throughput()),
+        baseline: format!("{:.0} req/s (silent handler, P2)", p2.throughput()),
+        ratio,
+        target: "≤ 1.1x",
+        met: ratio <= 1.1,
     });
 
     eprintln!("P3/P4: cold starts…");

@@ -127,8 +127,9 @@ impl Telemetry {
     /// Records a finished invocation: metrics now, log and usage in the background.
     pub fn record(&self, record: InvocationRecord) {
         self.metrics.observe(&record);
-        let entry = Arc::new(LogEntry::of(&record));
-        let _ = self.follow.send(entry);
+        if self.follow.receiver_count() > 0 {
+            let _ = self.follow.send(Arc::new(LogEntry::of(&record)));
+        }
         if self.writer.try_send(record).is_err() {
             self.metrics.dropped_logs.inc();
         }

@@ -124,10 +124,23 @@ pub(crate) async fn query(
 /// Most records written in one transaction.
 const BATCH: usize = 512;
 
+/// How long the writer gathers records before a transaction, so a busy server writes a
+/// few large transactions rather than one per invocation.
+const GATHER: Duration = Duration::from_millis(100);
+
 /// Writes queued records (logs and usage) in batches until the queue closes.
 pub(crate) async fn write_forever(pool: SqlitePool, mut queue: mpsc::Receiver<InvocationRecord>) {
     let mut batch = Vec::with_capacity(BATCH);
     while queue.recv_many(&mut batch, BATCH).await > 0 {
+        if batch.len() < BATCH {
+            tokio::time::sleep(GATHER).await;
+            while batch.len() < BATCH {
+                match queue.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
+            }
+        }
         if let Err(e) = write_batch(&pool, &batch).await {
             tracing::warn!(error = %e, lost = batch.len(), "writing invocation logs failed");
         }
