@@ -26,6 +26,9 @@ fn status(kind: ErrorKind) -> StatusCode {
         ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::MissingAuthentication
+        | ErrorKind::UnrecognizedClient
+        | ErrorKind::InvalidSignature => StatusCode::FORBIDDEN,
         ErrorKind::Service => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -2,6 +2,7 @@
 //! extensions and the console). Requests become typed calls on the control plane; nothing
 //! below this crate knows HTTP (except each instance's Runtime API).
 
+mod auth;
 mod error;
 mod lambda;
 mod nimbus;
@@ -16,20 +17,26 @@ use axum::response::Response;
 use axum::Router;
 use nimbus_control::Platform;
 
+pub use auth::Credentials;
 pub use error::ApiError;
 
 /// The request id of one API request, also the invocation's request id.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Every route Nimbus serves on its public address.
-pub fn router(platform: Arc<Platform>) -> Router {
+/// Every route Nimbus serves on its public address; with `credentials`, requests must be
+/// signed with them.
+pub fn router(platform: Arc<Platform>, credentials: Option<Credentials>) -> Router {
     lambda::routes()
         .merge(nimbus::routes())
         .merge(trigger::routes())
         .fallback(error::unknown_operation)
         .with_state(platform)
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(credentials),
+            auth::authenticate,
+        ))
         .layer(axum::middleware::from_fn(request_id))
 }
 

@@ -41,6 +41,9 @@ impl ClientError {
 pub struct Client {
     http: reqwest::Client,
     endpoint: String,
+    /// Access key id and secret to sign requests with, from NIMBUS_ACCESS_KEY_ID and
+    /// NIMBUS_SECRET_ACCESS_KEY.
+    credentials: Option<(String, String)>,
 }
 
 impl Client {
@@ -49,9 +52,17 @@ impl Client {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(1000))
             .build()?;
+        let credentials = match (
+            std::env::var("NIMBUS_ACCESS_KEY_ID"),
+            std::env::var("NIMBUS_SECRET_ACCESS_KEY"),
+        ) {
+            (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
+            _ => None,
+        };
         Ok(Client {
             http,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
+            credentials,
         })
     }
 
@@ -63,13 +74,15 @@ impl Client {
 
     /// Sends a request; a service error becomes [`ClientError::Service`].
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<Response, ClientError> {
-        let response = request
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                endpoint: self.endpoint.clone(),
-                source,
-            })?;
+        let unreachable = |source| ClientError::Unreachable {
+            endpoint: self.endpoint.clone(),
+            source,
+        };
+        let mut request = request.build().map_err(unreachable)?;
+        if let Some((key, secret)) = &self.credentials {
+            sign(&mut request, key, secret);
+        }
+        let response = self.http.execute(request).await.map_err(unreachable)?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -101,6 +114,52 @@ impl Client {
             .json()
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+}
+
+/// Signs `request` with SigV4 for service `lambda` (a streamed body is sent unsigned).
+fn sign(request: &mut reqwest::Request, key: &str, secret: &str) {
+    use nimbus_core::sigv4::{sha256_hex, SignedRequest, ALGORITHM};
+    let url = request.url().clone();
+    let host = match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
+        None => url.host_str().unwrap_or_default().to_owned(),
+    };
+    let now = chrono::Utc::now();
+    let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
+    let date = now.format("%Y%m%d").to_string();
+    let region = std::env::var("NIMBUS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
+    let payload_hash = match request.body().and_then(reqwest::Body::as_bytes) {
+        Some(bytes) => sha256_hex(bytes),
+        None if request.body().is_none() => sha256_hex(b""),
+        None => "UNSIGNED-PAYLOAD".to_owned(),
+    };
+    let signature = SignedRequest {
+        method: request.method().as_str(),
+        raw_path: url.path(),
+        raw_query: url.query().unwrap_or(""),
+        headers: vec![
+            ("host".to_owned(), host.clone()),
+            ("x-amz-content-sha256".to_owned(), payload_hash.clone()),
+            ("x-amz-date".to_owned(), amz_date.clone()),
+        ],
+        payload_hash: &payload_hash,
+        amz_date: &amz_date,
+    }
+    .signature(secret, &date, &region, "lambda");
+    let authorization = format!(
+        "{ALGORITHM} Credential={key}/{date}/{region}/lambda/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={signature}"
+    );
+    let headers = request.headers_mut();
+    for (name, value) in [
+        ("host", host),
+        ("x-amz-content-sha256", payload_hash),
+        ("x-amz-date", amz_date),
+        ("authorization", authorization),
+    ] {
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
     }
 }
 

@@ -21,6 +21,12 @@ pub enum ErrorKind {
     TooManyRequests,
     /// No provisioned-concurrency configuration exists for the qualifier.
     ProvisionedConcurrencyConfigNotFound,
+    /// The request carried no credentials where they are required.
+    MissingAuthentication,
+    /// The request's access key is not known.
+    UnrecognizedClient,
+    /// The request's signature is malformed, wrong or expired.
+    InvalidSignature,
     /// Nimbus failed on its side.
     Service,
 }
@@ -40,6 +46,9 @@ impl ErrorKind {
             ErrorKind::ProvisionedConcurrencyConfigNotFound => {
                 "ProvisionedConcurrencyConfigNotFoundException"
             }
+            ErrorKind::MissingAuthentication => "MissingAuthenticationTokenException",
+            ErrorKind::UnrecognizedClient => "UnrecognizedClientException",
+            ErrorKind::InvalidSignature => "InvalidSignatureException",
             ErrorKind::Service => "ServiceException",
         }
     }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod limits;
 pub mod model;
 pub mod schedule;
+pub mod sigv4;
 pub mod validate;
 
 pub use error::{Error, ErrorKind};

@@ -62,6 +62,11 @@ pub struct ServerArgs {
     /// The server's own log format.
     #[arg(long, value_parser = ["text", "json"], default_value = "text")]
     log_format: String,
+    /// A JSON file `{"access_key_id": …, "secret_access_key": …}`: every API request must
+    /// then be SigV4-signed with them (also set by NIMBUS_ACCESS_KEY_ID and
+    /// NIMBUS_SECRET_ACCESS_KEY). Needed to listen on a non-loopback address.
+    #[arg(long)]
+    credentials_file: Option<PathBuf>,
     /// Price of a GB-second for the usage bill, USD (Lambda x86's by default).
     #[arg(long, default_value_t = 0.000_016_666_7)]
     price_gb_second: f64,
@@ -103,11 +108,20 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         logs.init();
     }
-    if !args.listen.ip().is_loopback() {
+    let credentials = load_credentials(args.credentials_file.as_deref())?;
+    if !args.listen.ip().is_loopback() && credentials.is_none() {
         bail!(
-            "refusing to listen on {}: a non-loopback address needs API credentials, which this version cannot configure yet; listen on 127.0.0.1",
+            "refusing to listen on {} without API credentials: set NIMBUS_ACCESS_KEY_ID and NIMBUS_SECRET_ACCESS_KEY (or --credentials-file), or listen on 127.0.0.1",
             args.listen
         );
+    }
+    match &credentials {
+        Some(c) => {
+            tracing::info!(access_key_id = %c.access_key_id, "API authentication on: requests must be SigV4-signed")
+        }
+        None => {
+            tracing::warn!("API authentication off: any credentials are accepted (loopback only)")
+        }
     }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
@@ -208,7 +222,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, "serving");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = nimbus_api::router(platform);
+    let app = nimbus_api::router(platform, credentials);
     let mut stop_serving = stop_rx.clone();
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
@@ -243,6 +257,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The API credentials from `file` or the environment, if any.
+fn load_credentials(file: Option<&Path>) -> anyhow::Result<Option<nimbus_api::Credentials>> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("reading credentials from {}", file.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not JSON", file.display()))?;
+        let field = |k: &str| {
+            json.get(k)
+                .and_then(|v| v.as_str())
+                .map(str::to_owned)
+                .with_context(|| format!("{} has no \"{k}\"", file.display()))
+        };
+        return Ok(Some(nimbus_api::Credentials {
+            access_key_id: field("access_key_id")?,
+            secret_access_key: field("secret_access_key")?,
+        }));
+    }
+    match (
+        std::env::var("NIMBUS_ACCESS_KEY_ID"),
+        std::env::var("NIMBUS_SECRET_ACCESS_KEY"),
+    ) {
+        (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => {
+            Ok(Some(nimbus_api::Credentials {
+                access_key_id: id,
+                secret_access_key: secret,
+            }))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// 80% of the machine's memory, MB (4 GB if it cannot be read).
