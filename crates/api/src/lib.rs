@@ -26,9 +26,14 @@ pub struct RequestId(pub String);
 
 /// Every route Nimbus serves on its public address; with `credentials`, requests must be
 /// signed with them.
-pub fn router(platform: Arc<Platform>, credentials: Option<Credentials>) -> Router {
+/// `isolation` describes what the sandbox does on this host, for `/nimbus/v1/health`.
+pub fn router(
+    platform: Arc<Platform>,
+    credentials: Option<Credentials>,
+    isolation: serde_json::Value,
+) -> Router {
     lambda::routes()
-        .merge(nimbus::routes())
+        .merge(nimbus::routes(isolation))
         .merge(trigger::routes())
         .fallback(error::unknown_operation)
         .with_state(platform)

@@ -151,12 +151,37 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             "not running as root: instances get no PID namespace, so a process a function starts and detaches could outlive a SIGKILLed server"
         );
     }
+    let cgroups = if sandbox.pid_namespace {
+        nimbus_sandbox::cgroup::Cgroups::detect().map(Arc::new)
+    } else {
+        None
+    };
+    match &cgroups {
+        Some(c) => {
+            tracing::info!(layout = ?c.layout, "instances get cgroups: memory = MemorySize, pids <= 1024, CPU share by memory")
+        }
+        None => {
+            tracing::warn!("no writable cgroups: instances run without memory, pids or CPU limits")
+        }
+    }
+    let isolation = serde_json::json!({
+        "pid_namespace": sandbox.pid_namespace,
+        "cgroups": cgroups.as_ref().map(|c| format!("{:?}", c.layout).to_lowercase()),
+        "memory_limit": cgroups.is_some(),
+        "pids_limit": cgroups.is_some(),
+        "cpu_share": cgroups.is_some(),
+        "rlimits": true,
+        "no_new_privs": true,
+        "clean_environment": true,
+        "api_authentication": credentials.is_some(),
+    });
     let launcher = Launcher::new(RuntimeConfig {
         python,
         node,
         clients,
         region: args.region.clone(),
         sandbox,
+        cgroups: cgroups.clone(),
     });
     let memory_budget_mb = args.memory_budget.unwrap_or_else(default_memory_budget_mb);
     tracing::info!(
@@ -222,7 +247,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, "serving");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = nimbus_api::router(platform, credentials);
+    let app = nimbus_api::router(platform, credentials, isolation);
     let mut stop_serving = stop_rx.clone();
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
@@ -254,6 +279,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     {
         tracing::warn!("in-flight requests did not finish in time; stopping them");
         serve.abort();
+    }
+    if let Some(cgroups) = &cgroups {
+        cgroups.remove();
     }
     tracing::info!("stopped");
     Ok(())

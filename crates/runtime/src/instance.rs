@@ -54,6 +54,8 @@ pub enum Outcome {
     TimedOut,
     /// The runtime did not ask for the event within the init timeout; it was killed.
     InitTimedOut,
+    /// The kernel killed the runtime for using more than its memory.
+    OutOfMemory(String),
     /// The runtime's response was over the size limit.
     ResponseTooLarge,
 }
@@ -103,6 +105,10 @@ pub(crate) struct Shared {
     pub(crate) current_request: Mutex<Option<String>>,
     /// Becomes true when the runtime first asks for work: its init is done.
     pub(crate) ready: watch::Sender<bool>,
+    /// Set (before the exit is announced) when the kernel killed it for memory.
+    pub(crate) oom_killed: std::sync::atomic::AtomicBool,
+    /// Its cgroup's peak memory, bytes, kept at exit (the cgroup is removed then).
+    pub(crate) peak_memory: std::sync::atomic::AtomicU64,
     /// The output of the invocation being served, while one is.
     pub(crate) capture: Mutex<Option<Vec<u8>>>,
 }
@@ -132,6 +138,8 @@ pub struct Instance {
     pub(crate) warm: bool,
     /// Whether the runtime runs in its own PID namespace, as the child of `pid`.
     pub(crate) pid_namespace: bool,
+    /// The instance's cgroup, if the host has them.
+    pub(crate) cgroup: Option<Arc<nimbus_sandbox::cgroup::InstanceCgroup>>,
     /// Asks the output task to drain what the process has written.
     pub(crate) flush: mpsc::Sender<crate::output::FlushRequest>,
 }
@@ -245,6 +253,18 @@ impl Instance {
 
     /// Peak resident memory of the runtime process so far, MB (0 once it is gone).
     pub fn max_memory_used_mb(&self) -> u64 {
+        let at_exit = self
+            .shared
+            .peak_memory
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if let Some(bytes) = self
+            .cgroup
+            .as_ref()
+            .and_then(|c| c.max_memory_bytes())
+            .or((at_exit > 0).then_some(at_exit))
+        {
+            return bytes.div_ceil(1024 * 1024);
+        }
         let pid = if self.pid_namespace {
             nimbus_sandbox::workload_pid(self.pid)
         } else {
@@ -266,6 +286,13 @@ impl Instance {
         let status = wait_exit(self.exited.clone()).await;
         match lock(&self.shared.init_error).take() {
             Some(body) => Outcome::InitError(body),
+            None if self
+                .shared
+                .oom_killed
+                .load(std::sync::atomic::Ordering::SeqCst) =>
+            {
+                Outcome::OutOfMemory(status)
+            }
             None => Outcome::Exited(status),
         }
     }

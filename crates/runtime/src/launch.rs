@@ -27,6 +27,8 @@ pub struct RuntimeConfig {
     pub region: String,
     /// What the host lets the sandbox do.
     pub sandbox: nimbus_sandbox::Capabilities,
+    /// Per-instance cgroups (memory, pids, CPU), where the host has them.
+    pub cgroups: Option<Arc<nimbus_sandbox::cgroup::Cgroups>>,
 }
 
 /// Starts instances of functions.
@@ -183,6 +185,8 @@ impl Launcher {
             current_request: Mutex::new(None),
             capture: Mutex::new(None),
             ready: watch::channel(false).0,
+            oom_killed: std::sync::atomic::AtomicBool::new(false),
+            peak_memory: std::sync::atomic::AtomicU64::new(0),
         });
         let router = runtime_api::router(shared.clone());
         // Small request/response exchanges: don't let Nagle's algorithm delay them.
@@ -200,11 +204,24 @@ impl Launcher {
             env: self.environment(function, code_dir, &id, &api_addr.to_string(), init),
             cwd: code_dir.to_owned(),
         };
+        let cgroup = match &self.config.cgroups {
+            Some(cgroups) => match cgroups.create(&id, function.spec.memory_mb) {
+                Ok(cgroup) => Some(Arc::new(cgroup)),
+                Err(e) => {
+                    api_task.abort();
+                    return Err(RuntimeError::Cgroup(e));
+                }
+            },
+            None => None,
+        };
         let started = Instant::now();
-        let mut child = match nimbus_sandbox::spawn(&spec, self.config.sandbox) {
+        let mut child = match nimbus_sandbox::spawn(&spec, self.config.sandbox, cgroup.as_deref()) {
             Ok(child) => child,
             Err(e) => {
                 api_task.abort();
+                if let Some(cgroup) = &cgroup {
+                    cgroup.remove();
+                }
                 return Err(e.into());
             }
         };
@@ -226,12 +243,27 @@ impl Launcher {
         let (flush, flushes) = mpsc::channel(1);
         tokio::spawn(output::forward(stdout, stderr, shared.clone(), flushes));
         let (exit_tx, exited) = watch::channel(None);
+        let watched = cgroup.clone();
+        let exit_shared = shared.clone();
         tokio::spawn(async move {
             let status = match child.wait().await {
                 Ok(status) => describe_exit(status),
                 Err(e) => format!("wait failed: {e}"),
             };
+            if let Some(cgroup) = &watched {
+                use std::sync::atomic::Ordering;
+                exit_shared
+                    .oom_killed
+                    .store(cgroup.oom_killed(), Ordering::SeqCst);
+                if let Some(peak) = cgroup.max_memory_bytes() {
+                    exit_shared.peak_memory.store(peak, Ordering::SeqCst);
+                }
+            }
             let _ = exit_tx.send(Some(status));
+            if let Some(cgroup) = watched {
+                // Its processes are exiting; the directory goes once they have.
+                let _ = tokio::task::spawn_blocking(move || cgroup.remove()).await;
+            }
         });
         tracing::debug!(function = %function.name, instance = %id, pid, "instance started");
         Ok(Ok(Instance {
@@ -245,6 +277,7 @@ impl Launcher {
             warm: false,
             flush,
             pid_namespace: self.config.sandbox.pid_namespace,
+            cgroup,
         }))
     }
 

@@ -22,6 +22,9 @@ pub enum RuntimeError {
     /// The runtime process could not be started.
     #[error(transparent)]
     Spawn(#[from] nimbus_sandbox::SandboxError),
+    /// The instance's cgroup could not be set up.
+    #[error("setting up the instance's cgroup: {0}")]
+    Cgroup(std::io::Error),
     /// The built-in runtime clients could not be written out.
     #[error("installing built-in runtimes in {dir}: {source}")]
     Install {

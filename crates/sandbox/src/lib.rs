@@ -7,6 +7,8 @@
 //! waiting parent: when that parent dies, the kernel kills every process the runtime
 //! started too, however it detached. Cgroups and rlimits come here as isolation lands.
 
+pub mod cgroup;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -56,12 +58,16 @@ impl Capabilities {
     }
 }
 
+/// Open files an instance may hold, as Lambda allows.
+const NOFILE: u64 = 1024;
+
 /// Starts `spec` in a new process group with stdout and stderr piped and stdin closed.
 /// The process is killed by the kernel if the server dies; with `caps.pid_namespace`, so is
 /// everything it starts.
 pub fn spawn(
     spec: &ProcessSpec,
     caps: Capabilities,
+    limits: Option<&cgroup::InstanceCgroup>,
 ) -> Result<tokio::process::Child, SandboxError> {
     let mut command = tokio::process::Command::new(&spec.program);
     command
@@ -76,6 +82,7 @@ pub fn spawn(
         .kill_on_drop(true);
     let server = std::process::id();
     let pid_namespace = caps.pid_namespace;
+    let procs: Vec<std::ffi::CString> = limits.map(|c| c.procs.clone()).unwrap_or_default();
     // SAFETY: the closure runs in the forked child before exec and calls only
     // async-signal-safe functions (prctl, getppid, unshare, fork, close_range, waitpid,
     // signal, kill, _exit); it allocates nothing.
@@ -86,6 +93,25 @@ pub fn spawn(
             if nix::unistd::getppid().as_raw() != server as i32 {
                 nix::libc::_exit(1);
             }
+            // Join the instance's cgroups ("0" is the writing process) before anything runs.
+            for path in &procs {
+                let fd = nix::libc::open(path.as_ptr(), nix::libc::O_WRONLY | nix::libc::O_CLOEXEC);
+                if fd < 0 || nix::libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                nix::libc::close(fd);
+            }
+            let limit = |resource, value: u64| {
+                let rlimit = nix::libc::rlimit {
+                    rlim_cur: value,
+                    rlim_max: value,
+                };
+                nix::libc::setrlimit(resource, &rlimit)
+            };
+            limit(nix::libc::RLIMIT_NOFILE, NOFILE);
+            limit(nix::libc::RLIMIT_CORE, 0);
+            // Nothing the function runs can gain privileges (setuid binaries and the like).
+            nix::libc::prctl(nix::libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
             if pid_namespace && nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).is_ok() {
                 // The next child is PID 1 of the new namespace; this process stays outside
                 // as its parent, so the runtime dies (and takes the namespace) when we do.

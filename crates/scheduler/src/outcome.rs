@@ -28,8 +28,9 @@ pub(crate) struct LogFacts<'a> {
     pub version: &'a str,
     pub output: &'a [u8],
     pub timed_out_after_s: Option<u32>,
-    /// Lambda's platform lines for a crash (`RequestId: … Error: Runtime exited …`).
-    pub exit: Option<&'a str>,
+    /// Lambda's platform lines for a crash (`RequestId: … Error: Runtime exited …`): the
+    /// exit status and the error type.
+    pub exit: Option<(&'a str, &'static str)>,
     pub duration_ms: f64,
     pub init_ms: Option<f64>,
     pub memory_mb: u32,
@@ -47,12 +48,10 @@ pub(crate) fn invocation_log(facts: &LogFacts<'_>) -> Bytes {
                 .as_bytes(),
         );
     }
-    if let Some(status) = facts.exit {
+    if let Some((status, error_type)) = facts.exit {
         log.extend_from_slice(
-            format!(
-                "RequestId: {id} Error: Runtime exited with error: {status}\nRuntime.ExitError\n"
-            )
-            .as_bytes(),
+            format!("RequestId: {id} Error: Runtime exited with error: {status}\n{error_type}\n")
+                .as_bytes(),
         );
     }
     let mut report = format!(
@@ -92,6 +91,13 @@ pub(crate) fn payload_of(outcome: Outcome, request_id: &str, timeout_s: u32) -> 
         Outcome::Exited(status) => (
             error_json(
                 "Runtime.ExitError",
+                format!("RequestId: {request_id} Error: Runtime exited with error: {status}"),
+            ),
+            true,
+        ),
+        Outcome::OutOfMemory(status) => (
+            error_json(
+                "Runtime.OutOfMemory",
                 format!("RequestId: {request_id} Error: Runtime exited with error: {status}"),
             ),
             true,

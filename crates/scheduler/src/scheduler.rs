@@ -192,7 +192,8 @@ impl Scheduler {
             output: &output,
             timed_out_after_s: (outcome == Outcome::TimedOut).then_some(function.spec.timeout_s),
             exit: match &outcome {
-                Outcome::Exited(status) => Some(status.as_str()),
+                Outcome::Exited(status) => Some((status.as_str(), "Runtime.ExitError")),
+                Outcome::OutOfMemory(status) => Some((status.as_str(), "Runtime.OutOfMemory")),
                 _ => None,
             },
             duration_ms: handler_ms,

@@ -16,9 +16,10 @@ use nimbus_control::Platform;
 const OPENAPI: &str = include_str!("openapi.json");
 
 /// The extension routes.
-pub(crate) fn routes() -> Router<Arc<Platform>> {
+pub(crate) fn routes(isolation: serde_json::Value) -> Router<Arc<Platform>> {
+    let health = axum::Json(serde_json::json!({ "status": "ok", "isolation": isolation }));
     Router::new()
-        .route("/nimbus/v1/health", get(health))
+        .route("/nimbus/v1/health", get(move || async move { health }))
         .route("/nimbus/v1/openapi.json", get(openapi))
         .route("/nimbus/v1/instances", get(instances::list))
         .route("/nimbus/v1/functions/{name}/logs", get(observe::logs))
@@ -49,10 +50,6 @@ pub(crate) fn routes() -> Router<Arc<Platform>> {
             "/nimbus/v1/functions/{name}/scaling",
             get(scaling::get).put(scaling::put),
         )
-}
-
-async fn health() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
 async fn openapi() -> impl axum::response::IntoResponse {

@@ -1,0 +1,251 @@
+//! Per-instance cgroups: a memory limit (the function's MemorySize), a pids limit, and a
+//! CPU share proportional to memory (1,769 MB = one vCPU's worth). Both layouts are
+//! supported: v1 (one hierarchy per controller) and v2 (unified). Nimbus keeps its cgroups
+//! under a parent of its own, `nimbus-<server pid>`, removed when the server stops.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+
+/// Lambda's process limit per execution environment.
+pub const PIDS_MAX: u32 = 1024;
+/// Memory that buys one vCPU of CPU share, MB.
+const MB_PER_VCPU: u64 = 1769;
+
+/// Which cgroup layout the host has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// One hierarchy per controller under the root (`memory/`, `pids/`, `cpu/`).
+    V1,
+    /// The unified hierarchy.
+    V2,
+}
+
+/// The cgroups Nimbus creates on this host.
+#[derive(Debug, Clone)]
+pub struct Cgroups {
+    /// The layout.
+    pub layout: Layout,
+    root: PathBuf,
+    parent: String,
+}
+
+/// One instance's cgroup(s).
+#[derive(Debug)]
+pub struct InstanceCgroup {
+    layout: Layout,
+    /// Directories to remove, one per controller hierarchy (v1) or one (v2).
+    dirs: Vec<PathBuf>,
+    /// The `cgroup.procs` files the process joins before it runs.
+    pub(crate) procs: Vec<CString>,
+    memory: PathBuf,
+}
+
+fn write(path: &Path, value: &str) -> std::io::Result<()> {
+    std::fs::write(path, value)
+}
+
+impl Cgroups {
+    /// Detects a usable layout (as root) and creates Nimbus's parent cgroup; `None` when
+    /// the host gives no writable memory controller.
+    pub fn detect() -> Option<Cgroups> {
+        Cgroups::detect_at(Path::new("/sys/fs/cgroup"))
+    }
+
+    fn detect_at(root: &Path) -> Option<Cgroups> {
+        let parent = format!("nimbus-{}", std::process::id());
+        let controllers =
+            std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        let layout = if ["memory", "pids", "cpu"]
+            .iter()
+            .all(|c| controllers.split_whitespace().any(|x| x == *c))
+        {
+            Layout::V2
+        } else if root.join("memory/memory.limit_in_bytes").exists() {
+            Layout::V1
+        } else {
+            return None;
+        };
+        let cgroups = Cgroups {
+            layout,
+            root: root.to_owned(),
+            parent,
+        };
+        cgroups.remove_stale();
+        match cgroups.layout {
+            Layout::V2 => {
+                let dir = root.join(&cgroups.parent);
+                std::fs::create_dir_all(&dir).ok()?;
+                write(&root.join("cgroup.subtree_control"), "+memory +pids +cpu").ok();
+                write(&dir.join("cgroup.subtree_control"), "+memory +pids +cpu").ok()?;
+            }
+            Layout::V1 => {
+                for controller in ["memory", "pids", "cpu"] {
+                    std::fs::create_dir_all(root.join(controller).join(&cgroups.parent)).ok()?;
+                }
+            }
+        }
+        Some(cgroups)
+    }
+
+    /// Removes the parents left by servers that are gone (killed with SIGKILL).
+    fn remove_stale(&self) {
+        let hierarchies: Vec<PathBuf> = match self.layout {
+            Layout::V2 => vec![self.root.clone()],
+            Layout::V1 => ["memory", "pids", "cpu"]
+                .iter()
+                .map(|c| self.root.join(c))
+                .collect(),
+        };
+        for hierarchy in hierarchies {
+            let Ok(entries) = std::fs::read_dir(&hierarchy) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name
+                    .strip_prefix("nimbus-")
+                    .and_then(|p| p.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                if !Path::new(&format!("/proc/{pid}")).exists() {
+                    remove_tree(&entry.path());
+                }
+            }
+        }
+    }
+
+    /// Creates the cgroup of instance `id`, limited to `memory_mb`.
+    pub fn create(&self, id: &str, memory_mb: u32) -> std::io::Result<InstanceCgroup> {
+        let memory_bytes = u64::from(memory_mb) * 1024 * 1024;
+        let cpu = (u64::from(memory_mb) * 1024 / MB_PER_VCPU).max(2);
+        let mut dirs = Vec::new();
+        let procs;
+        let memory;
+        match self.layout {
+            Layout::V2 => {
+                let dir = self.root.join(&self.parent).join(id);
+                std::fs::create_dir(&dir)?;
+                dirs.push(dir.clone());
+                write(&dir.join("memory.max"), &memory_bytes.to_string())?;
+                write(&dir.join("memory.swap.max"), "0").ok();
+                write(&dir.join("pids.max"), &PIDS_MAX.to_string())?;
+                // cpu.weight is 1–10000 with 100 the default for one share.
+                write(
+                    &dir.join("cpu.weight"),
+                    &(cpu * 100 / 1024).clamp(1, 10_000).to_string(),
+                )?;
+                procs = vec![dir.join("cgroup.procs")];
+                memory = dir;
+            }
+            Layout::V1 => {
+                let dir = |c: &str| self.root.join(c).join(&self.parent).join(id);
+                for c in ["memory", "pids", "cpu"] {
+                    std::fs::create_dir(dir(c))?;
+                    dirs.push(dir(c));
+                }
+                write(
+                    &dir("memory").join("memory.limit_in_bytes"),
+                    &memory_bytes.to_string(),
+                )?;
+                write(
+                    &dir("memory").join("memory.memsw.limit_in_bytes"),
+                    &memory_bytes.to_string(),
+                )
+                .ok();
+                write(&dir("pids").join("pids.max"), &PIDS_MAX.to_string())?;
+                write(&dir("cpu").join("cpu.shares"), &cpu.to_string())?;
+                procs = ["memory", "pids", "cpu"]
+                    .iter()
+                    .map(|c| dir(c).join("cgroup.procs"))
+                    .collect();
+                memory = dir("memory");
+            }
+        }
+        let procs = procs
+            .into_iter()
+            .map(|p| CString::new(p.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other))
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(InstanceCgroup {
+            layout: self.layout.clone(),
+            dirs,
+            procs,
+            memory,
+        })
+    }
+
+    /// Removes Nimbus's parent cgroup(s) (instances must be gone).
+    pub fn remove(&self) {
+        match self.layout {
+            Layout::V2 => remove_tree(&self.root.join(&self.parent)),
+            Layout::V1 => {
+                for c in ["memory", "pids", "cpu"] {
+                    remove_tree(&self.root.join(c).join(&self.parent));
+                }
+            }
+        }
+    }
+}
+
+/// Removes a cgroup directory and its children (cgroup dirs are removed with rmdir).
+fn remove_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_tree(&entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// A `key N` line's N in a cgroup stats file.
+fn stat(path: &Path, key: &str) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .find_map(|line| {
+            let (k, v) = line.split_once(' ')?;
+            (k == key).then(|| v.trim().parse().ok()).flatten()
+        })
+}
+
+impl InstanceCgroup {
+    /// Whether the kernel killed something in it for running out of memory.
+    pub fn oom_killed(&self) -> bool {
+        let count = match self.layout {
+            Layout::V2 => stat(&self.memory.join("memory.events"), "oom_kill"),
+            Layout::V1 => stat(&self.memory.join("memory.oom_control"), "oom_kill"),
+        };
+        count.unwrap_or(0) > 0
+    }
+
+    /// Peak memory use, bytes, where the kernel reports it.
+    pub fn max_memory_bytes(&self) -> Option<u64> {
+        let file = match self.layout {
+            Layout::V2 => "memory.peak",
+            Layout::V1 => "memory.max_usage_in_bytes",
+        };
+        std::fs::read_to_string(self.memory.join(file))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Removes the cgroup once its processes are gone; retries briefly while they exit.
+    pub fn remove(&self) {
+        for _ in 0..50 {
+            let mut all = true;
+            for dir in &self.dirs {
+                if dir.exists() && std::fs::remove_dir(dir).is_err() {
+                    all = false;
+                }
+            }
+            if all {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}

@@ -1,0 +1,53 @@
+"""Resource limits on instances (as root, where the host has cgroups): memory is the
+function's MemorySize, and running out of it is Lambda's Runtime.OutOfMemory."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.request
+
+import pytest
+
+from helpers import make_zip, unique_name
+
+HOG = '''
+def handler(event, context):
+    blocks = []
+    for _ in range(event.get("mb", 0)):
+        blocks.append(bytearray(1024 * 1024))
+    return len(blocks)
+'''
+
+
+def health(nimbus):
+    with urllib.request.urlopen(f"{nimbus.endpoint}/nimbus/v1/health") as r:
+        return json.load(r)
+
+
+def test_health_reports_the_sandbox(nimbus):
+    isolation = health(nimbus)["isolation"]
+    assert isolation["pid_namespace"] == (os.geteuid() == 0)
+    assert isolation["rlimits"] and isolation["no_new_privs"] and isolation["clean_environment"]
+
+
+def test_out_of_memory_is_lambdas_error_and_the_instance_is_replaced(nimbus, client, make_function):
+    if not health(nimbus)["isolation"]["memory_limit"]:
+        pytest.skip("this host gives the server no memory cgroup")
+    name = unique_name()
+    make_function(make_zip({"app.py": HOG}), name=name, MemorySize=128, Timeout=30)
+    ok = client.invoke(FunctionName=name, Payload=b'{"mb": 20}')
+    assert json.loads(ok["Payload"].read()) == 20
+    out = client.invoke(FunctionName=name, Payload=b'{"mb": 300}', LogType="Tail")
+    assert out["FunctionError"] == "Unhandled"
+    error = json.loads(out["Payload"].read())
+    assert error["errorType"] == "Runtime.OutOfMemory", error
+    assert "Runtime exited with error: signal: killed" in error["errorMessage"]
+    import base64
+    log = base64.b64decode(out["LogResult"]).decode()
+    assert "Runtime.OutOfMemory" in log
+    report = [l for l in log.splitlines() if l.startswith("REPORT")][0]
+    used = int(report.split("Max Memory Used: ")[1].split(" MB")[0])
+    assert used >= 100, report
+    again = client.invoke(FunctionName=name, Payload=b'{"mb": 10}')
+    assert json.loads(again["Payload"].read()) == 10, "a fresh instance serves the next call"
