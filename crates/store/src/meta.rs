@@ -302,6 +302,107 @@ fn decode_provisioned(row: &sqlx::sqlite::SqliteRow) -> Result<ProvisionedConfig
     })
 }
 
+/// Tables of JSON configurations keyed by function name and qualifier ('' for none).
+#[derive(Clone, Copy)]
+enum QualifiedTable {
+    FunctionUrls,
+    EventInvokeConfigs,
+}
+
+impl QualifiedTable {
+    fn name(self) -> &'static str {
+        match self {
+            QualifiedTable::FunctionUrls => "function_urls",
+            QualifiedTable::EventInvokeConfigs => "event_invoke_configs",
+        }
+    }
+}
+
+impl SqliteMetadata {
+    /// Stores a configuration; with `must_be_new`, [`StoreError::Conflict`] if one exists.
+    async fn put_qualified<T: serde::Serialize + Sync>(
+        &self,
+        table: QualifiedTable,
+        name: &str,
+        qualifier: Option<&str>,
+        config: &T,
+        must_be_new: bool,
+    ) -> Result<()> {
+        let verb = if must_be_new {
+            "INSERT"
+        } else {
+            "INSERT OR REPLACE"
+        };
+        let sql = format!(
+            "{verb} INTO {} (name, qualifier, config) VALUES (?, ?, ?)",
+            table.name()
+        );
+        let result = sqlx::query(&sql)
+            .bind(name)
+            .bind(qualifier.unwrap_or(""))
+            .bind(serde_json::to_string(config)?)
+            .execute(&self.pool)
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One configuration.
+    async fn get_qualified<T: serde::de::DeserializeOwned>(
+        &self,
+        table: QualifiedTable,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<Option<T>> {
+        let sql = format!(
+            "SELECT config FROM {} WHERE name = ? AND qualifier = ?",
+            table.name()
+        );
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .bind(qualifier.unwrap_or(""))
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode_json).transpose()
+    }
+
+    /// Every configuration of function `name`.
+    async fn list_qualified<T: serde::de::DeserializeOwned>(
+        &self,
+        table: QualifiedTable,
+        name: &str,
+    ) -> Result<Vec<T>> {
+        let sql = format!(
+            "SELECT config FROM {} WHERE name = ? ORDER BY qualifier",
+            table.name()
+        );
+        let rows = sqlx::query(&sql).bind(name).fetch_all(&self.pool).await?;
+        rows.iter().map(decode_json).collect()
+    }
+
+    /// Removes one configuration; whether it existed.
+    async fn delete_qualified(
+        &self,
+        table: QualifiedTable,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<bool> {
+        let sql = format!(
+            "DELETE FROM {} WHERE name = ? AND qualifier = ?",
+            table.name()
+        );
+        let done = sqlx::query(&sql)
+            .bind(name)
+            .bind(qualifier.unwrap_or(""))
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
 #[async_trait]
 impl MetadataStore for SqliteMetadata {
     async fn insert_function(&self, config: &FunctionConfig) -> Result<()> {
@@ -603,49 +704,30 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn put_url(&self, url: &UrlConfig, must_be_new: bool) -> Result<()> {
-        let sql = if must_be_new {
-            "INSERT INTO function_urls (name, qualifier, config) VALUES (?, ?, ?)"
-        } else {
-            "INSERT OR REPLACE INTO function_urls (name, qualifier, config) VALUES (?, ?, ?)"
-        };
-        let result = sqlx::query(sql)
-            .bind(&url.function)
-            .bind(url.qualifier.as_deref().unwrap_or(""))
-            .bind(serde_json::to_string(url)?)
-            .execute(&self.pool)
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Err(StoreError::Conflict),
-            Err(e) => Err(e.into()),
-        }
+        let table = QualifiedTable::FunctionUrls;
+        self.put_qualified(
+            table,
+            &url.function,
+            url.qualifier.as_deref(),
+            url,
+            must_be_new,
+        )
+        .await
     }
 
     async fn get_url(&self, name: &str, qualifier: Option<&str>) -> Result<Option<UrlConfig>> {
-        let row = sqlx::query("SELECT config FROM function_urls WHERE name = ? AND qualifier = ?")
-            .bind(name)
-            .bind(qualifier.unwrap_or(""))
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode_json).transpose()
+        self.get_qualified(QualifiedTable::FunctionUrls, name, qualifier)
+            .await
     }
 
     async fn list_urls(&self, name: &str) -> Result<Vec<UrlConfig>> {
-        let rows =
-            sqlx::query("SELECT config FROM function_urls WHERE name = ? ORDER BY qualifier")
-                .bind(name)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter().map(decode_json).collect()
+        self.list_qualified(QualifiedTable::FunctionUrls, name)
+            .await
     }
 
     async fn delete_url(&self, name: &str, qualifier: Option<&str>) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM function_urls WHERE name = ? AND qualifier = ?")
-            .bind(name)
-            .bind(qualifier.unwrap_or(""))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_qualified(QualifiedTable::FunctionUrls, name, qualifier)
+            .await
     }
 
     async fn enqueue_event(&self, event: &AsyncEvent, due_at: i64) -> Result<()> {
@@ -779,13 +861,15 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn put_event_config(&self, config: &EventInvokeConfig) -> Result<()> {
-        sqlx::query("INSERT OR REPLACE INTO event_invoke_configs (name, qualifier, config) VALUES (?, ?, ?)")
-            .bind(&config.function)
-            .bind(config.qualifier.as_deref().unwrap_or(""))
-            .bind(serde_json::to_string(config)?)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        let table = QualifiedTable::EventInvokeConfigs;
+        self.put_qualified(
+            table,
+            &config.function,
+            config.qualifier.as_deref(),
+            config,
+            false,
+        )
+        .await
     }
 
     async fn get_event_config(
@@ -793,32 +877,18 @@ impl MetadataStore for SqliteMetadata {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<Option<EventInvokeConfig>> {
-        let row =
-            sqlx::query("SELECT config FROM event_invoke_configs WHERE name = ? AND qualifier = ?")
-                .bind(name)
-                .bind(qualifier.unwrap_or(""))
-                .fetch_optional(&self.pool)
-                .await?;
-        row.as_ref().map(decode_json).transpose()
+        self.get_qualified(QualifiedTable::EventInvokeConfigs, name, qualifier)
+            .await
     }
 
     async fn list_event_configs(&self, name: &str) -> Result<Vec<EventInvokeConfig>> {
-        let rows = sqlx::query(
-            "SELECT config FROM event_invoke_configs WHERE name = ? ORDER BY qualifier",
-        )
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(decode_json).collect()
+        self.list_qualified(QualifiedTable::EventInvokeConfigs, name)
+            .await
     }
 
     async fn delete_event_config(&self, name: &str, qualifier: Option<&str>) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM event_invoke_configs WHERE name = ? AND qualifier = ?")
-            .bind(name)
-            .bind(qualifier.unwrap_or(""))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        self.delete_qualified(QualifiedTable::EventInvokeConfigs, name, qualifier)
+            .await
     }
 
     async fn insert_schedule(&self, schedule: &Schedule) -> Result<()> {
