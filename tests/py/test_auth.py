@@ -143,3 +143,20 @@ def test_public_urls_and_metrics_need_no_signature(secured):
     headers = sign(secured.endpoint, "GET", f"/fn/{name}/", b"", now, secret="wrong")
     status, _, _ = raw_request(secured.endpoint, "GET", f"/fn/{name}/", headers=headers, sign=False)
     assert status == 403
+
+
+def test_a_function_cannot_use_the_control_plane_without_credentials(secured):
+    client = lambda_client(secured.endpoint)
+    name = unique_name()
+    code = ("import os, urllib.request, urllib.error\n"
+            "def handler(event, context):\n"
+            "    try:\n"
+            "        urllib.request.urlopen(os.environ['API'] + '/2015-03-31/functions/')\n"
+            "        return 'listed'\n"
+            "    except urllib.error.HTTPError as e:\n"
+            "        return e.code\n")
+    client.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler",
+                           Role="arn:aws:iam::123456789012:role/x", Code={"ZipFile": make_zip({"app.py": code})},
+                           Environment={"Variables": {"API": secured.endpoint}})
+    out = client.invoke(FunctionName=name, Payload=b"{}")
+    assert json.loads(out["Payload"].read()) == 403

@@ -51,3 +51,33 @@ def test_out_of_memory_is_lambdas_error_and_the_instance_is_replaced(nimbus, cli
     assert used >= 100, report
     again = client.invoke(FunctionName=name, Payload=b'{"mb": 10}')
     assert json.loads(again["Payload"].read()) == 10, "a fresh instance serves the next call"
+
+
+FORKER = '''
+import subprocess
+def handler(event, context):
+    procs = []
+    try:
+        for _ in range(event["n"]):
+            procs.append(subprocess.Popen(["sleep", "60"]))
+    except OSError as e:
+        return {"spawned": len(procs), "errno": e.errno}
+    return {"spawned": len(procs)}
+'''
+
+
+def test_a_fork_bomb_stops_at_the_pids_limit(nimbus, client, make_function):
+    if not health(nimbus)["isolation"]["pids_limit"]:
+        pytest.skip("this host gives the server no pids cgroup")
+    name = unique_name()
+    # Enough memory that the pids limit, not the memory limit, is what stops it.
+    make_function(make_zip({"app.py": FORKER}), name=name, Timeout=60, MemorySize=2048)
+    out = json.loads(client.invoke(FunctionName=name, Payload=b'{"n": 1500}')["Payload"].read())
+    assert "spawned" in out, out
+    assert out["spawned"] < 1024 and out.get("errno") == 11, out  # EAGAIN at the limit
+    # The rest of the server is unaffected, and retiring the instance ends its processes.
+    other = unique_name()
+    make_function(name=other)
+    assert client.invoke(FunctionName=other, Payload=b"{}")["StatusCode"] == 200
+    client.update_function_configuration(FunctionName=name, Description="retire it")
+    assert json.loads(client.invoke(FunctionName=name, Payload=b'{"n": 3}')["Payload"].read()) == {"spawned": 3}
