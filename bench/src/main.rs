@@ -87,6 +87,7 @@ fn start_nimbus(args: &Args, bin: &Path, data: &Path, flags: &[&str]) -> anyhow:
         .arg(&args.python)
         .arg("--node")
         .arg(&args.node)
+        .arg("--no-auth")
         .args(flags)
         .env("NIMBUS_LOG", "warn");
     Service::start(command, "nimbus listening on ")

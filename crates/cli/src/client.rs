@@ -57,7 +57,7 @@ impl Client {
             std::env::var("NIMBUS_SECRET_ACCESS_KEY"),
         ) {
             (Ok(id), Ok(secret)) if !id.is_empty() && !secret.is_empty() => Some((id, secret)),
-            _ => None,
+            _ => data_dir_credentials(),
         };
         Ok(Client {
             http,
@@ -115,6 +115,18 @@ impl Client {
             .await
             .map_err(|e| ClientError::Protocol(e.to_string()))
     }
+}
+
+/// The credentials a local server generated in its data dir (`NIMBUS_DATA_DIR`, or
+/// `./.nimbus` as `nimbus server` defaults to), if there are any.
+fn data_dir_credentials() -> Option<(String, String)> {
+    let dir = std::env::var_os("NIMBUS_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(".nimbus"));
+    let text = std::fs::read_to_string(dir.join("credentials.json")).ok()?;
+    let json: Value = serde_json::from_str(&text).ok()?;
+    let field = |k: &str| json.get(k).and_then(Value::as_str).map(str::to_owned);
+    Some((field("access_key_id")?, field("secret_access_key")?))
 }
 
 /// Signs `request` with SigV4 for service `lambda` (a streamed body is sent unsigned).

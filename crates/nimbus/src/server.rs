@@ -67,6 +67,10 @@ pub struct ServerArgs {
     /// NIMBUS_SECRET_ACCESS_KEY). Needed to listen on a non-loopback address.
     #[arg(long)]
     credentials_file: Option<PathBuf>,
+    /// Turn API authentication off (any credentials accepted; loopback only), for local
+    /// experiments. Without it the server generates credentials in DATA/credentials.json.
+    #[arg(long)]
+    no_auth: bool,
     /// Price of a GB-second for the usage bill, USD (Lambda x86's by default).
     #[arg(long, default_value_t = 0.000_016_666_7)]
     price_gb_second: f64,
@@ -108,7 +112,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         logs.init();
     }
-    let credentials = load_credentials(args.credentials_file.as_deref())?;
+    let credentials = match load_credentials(args.credentials_file.as_deref())? {
+        Some(c) => Some(c),
+        None if args.no_auth => None,
+        None => Some(data_dir_credentials(&args.data_dir)?),
+    };
     if !args.listen.ip().is_loopback() && credentials.is_none() {
         bail!(
             "refusing to listen on {} without API credentials: set NIMBUS_ACCESS_KEY_ID and NIMBUS_SECRET_ACCESS_KEY (or --credentials-file), or listen on 127.0.0.1",
@@ -285,6 +293,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The credentials kept in `DATA/credentials.json`, generated (mode 0600) on first start.
+fn data_dir_credentials(data_dir: &Path) -> anyhow::Result<nimbus_api::Credentials> {
+    let path = data_dir.join("credentials.json");
+    if !path.exists() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data dir {}", data_dir.display()))?;
+        let random = || uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+        let secret_bytes: Vec<u8> = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4()]
+            .iter()
+            .flat_map(|u| u.as_bytes().to_vec())
+            .collect();
+        use base64::Engine as _;
+        let generated = serde_json::json!({
+            "access_key_id": format!("NIMBUS{}", &random()[..14]),
+            "secret_access_key": base64::engine::general_purpose::STANDARD_NO_PAD.encode(&secret_bytes[..30]),
+        });
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        writeln!(file, "{}", serde_json::to_string_pretty(&generated)?)?;
+        tracing::info!(path = %path.display(), "generated API credentials (the nimbus CLI finds them there; give them to boto3 or the AWS CLI as their keys)");
+    } else {
+        tracing::info!(path = %path.display(), "API credentials");
+    }
+    load_credentials(Some(&path))?.context("credentials file gave no credentials")
 }
 
 /// The API credentials from `file` or the environment, if any.

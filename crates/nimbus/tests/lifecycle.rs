@@ -154,3 +154,50 @@ fn a_config_update_retires_the_warm_instance() {
         "the retired instance is still running"
     );
 }
+
+#[test]
+fn a_default_server_generates_credentials_and_the_cli_finds_them() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let data = tmp.path().join("data");
+    let server = Server::start_exactly(&data, &[]);
+    let file = data.join("credentials.json");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file)
+        .expect("credentials file")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "credentials are private to their owner"
+    );
+    let unsigned = server.http("GET", "/2015-03-31/functions/", "");
+    assert_eq!(unsigned.status, 403);
+    assert_eq!(
+        unsigned.header("x-amzn-errortype"),
+        Some("MissingAuthenticationTokenException")
+    );
+    let without = std::process::Command::new(crate::support::nimbus_bin())
+        .args(["ls"])
+        .env("NIMBUS_ENDPOINT", &server.endpoint)
+        .env("NIMBUS_DATA_DIR", tmp.path().join("elsewhere"))
+        .output()
+        .expect("run");
+    assert_eq!(without.status.code(), Some(1));
+    let with = std::process::Command::new(crate::support::nimbus_bin())
+        .args(["ls"])
+        .env("NIMBUS_ENDPOINT", &server.endpoint)
+        .env("NIMBUS_DATA_DIR", &data)
+        .output()
+        .expect("run");
+    assert!(
+        with.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with.stderr)
+    );
+    // A restart keeps the same credentials.
+    let before = std::fs::read_to_string(&file).expect("read");
+    server.stop();
+    let _again = Server::start_exactly(&data, &[]);
+    assert_eq!(std::fs::read_to_string(&file).expect("read"), before);
+}

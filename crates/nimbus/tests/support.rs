@@ -22,8 +22,15 @@ impl Server {
         Server::start_with(data_dir, &[])
     }
 
-    /// Starts a server with extra `nimbus server` flags.
+    /// Starts a server with extra `nimbus server` flags (and authentication off).
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> Server {
+        let mut flags = flags.to_vec();
+        flags.push("--no-auth");
+        Server::start_exactly(data_dir, &flags)
+    }
+
+    /// Starts a server with exactly these flags (authentication on by default).
+    pub fn start_exactly(data_dir: &Path, flags: &[&str]) -> Server {
         let mut command = Command::new(nimbus_bin());
         command
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
