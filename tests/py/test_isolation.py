@@ -81,3 +81,30 @@ def test_a_fork_bomb_stops_at_the_pids_limit(nimbus, client, make_function):
     assert client.invoke(FunctionName=other, Payload=b"{}")["StatusCode"] == 200
     client.update_function_configuration(FunctionName=name, Description="retire it")
     assert json.loads(client.invoke(FunctionName=name, Payload=b'{"n": 3}')["Payload"].read()) == {"spawned": 3}
+
+
+TMP_AND_CODE = '''
+import os
+def handler(event, context):
+    with open("/tmp/mine-" + context.function_name, "w") as f:
+        f.write("x")
+    try:
+        open(os.path.join(os.environ["LAMBDA_TASK_ROOT"], "planted.py"), "w")
+        code = "writable"
+    except OSError as e:
+        code = e.errno
+    return {"tmp": sorted(os.listdir("/tmp")), "code": code}
+'''
+
+
+def test_each_instance_has_its_own_tmp_and_read_only_code(nimbus, client, make_function):
+    if not health(nimbus)["isolation"].get("private_tmp"):
+        pytest.skip("this host gives instances no mount namespace")
+    first, second = unique_name(), unique_name()
+    for name in (first, second):
+        make_function(make_zip({"app.py": TMP_AND_CODE}), name=name)
+    a = json.loads(client.invoke(FunctionName=first, Payload=b"{}")["Payload"].read())
+    b = json.loads(client.invoke(FunctionName=second, Payload=b"{}")["Payload"].read())
+    assert a["tmp"] == [f"mine-{first}"] and b["tmp"] == [f"mine-{second}"], (a, b)
+    assert a["code"] == 30, "EROFS: the code is read-only even to root"
+    assert not os.path.exists(f"/tmp/mine-{first}"), "nothing reaches the host's /tmp"

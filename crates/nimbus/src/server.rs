@@ -174,6 +174,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let isolation = serde_json::json!({
         "pid_namespace": sandbox.pid_namespace,
+        "mount_namespace": sandbox.mount_namespace,
+        "private_tmp": sandbox.mount_namespace,
+        "read_only_code": sandbox.mount_namespace,
         "cgroups": cgroups.as_ref().map(|c| format!("{:?}", c.layout).to_lowercase()),
         "memory_limit": cgroups.is_some(),
         "pids_limit": cgroups.is_some(),

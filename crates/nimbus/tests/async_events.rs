@@ -31,7 +31,7 @@ impl Xorshift {
 
 #[test]
 fn no_accepted_event_is_lost_across_twenty_kills() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let data = tmp.path().join("data");
     let sink = tmp.path().join("delivered.log");
     std::fs::write(&sink, "").expect("sink");
@@ -116,7 +116,7 @@ fn no_accepted_event_is_lost_across_twenty_kills() {
 
 #[test]
 fn a_failing_async_event_lands_in_the_dlq_and_can_be_redriven_from_the_cli() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start_with(&tmp.path().join("data"), &["--async-retry-delay", "50"]);
     let flaky = "import os\ndef handler(event, context):\n    if not os.path.exists(os.environ['FIXED']):\n        raise RuntimeError('not yet')\n    return 'ok'\n";
     let fixed = tmp.path().join("fixed");

@@ -4,7 +4,7 @@ use crate::support::{function_dir, Server};
 
 #[test]
 fn init_deploy_invoke_works_for_every_runtime() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start(&tmp.path().join("data"));
     for (runtime, name) in [
         ("python3.12", "hello-py"),
@@ -33,7 +33,7 @@ fn init_deploy_invoke_works_for_every_runtime() {
 
 #[test]
 fn invoke_reports_function_errors_on_stderr_with_exit_1() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start(&tmp.path().join("data"));
     let dir = function_dir(
         tmp.path(),
@@ -64,7 +64,7 @@ fn invoke_reports_function_errors_on_stderr_with_exit_1() {
 
 #[test]
 fn deploy_updates_code_and_settings_and_rm_deletes() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start(&tmp.path().join("data"));
     let v1 = function_dir(
         tmp.path(),
@@ -121,7 +121,7 @@ fn deploy_updates_code_and_settings_and_rm_deletes() {
 
 #[test]
 fn deploying_a_file_that_is_not_a_zip_fails_clearly_and_stores_nothing() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start(&tmp.path().join("data"));
     let bogus = tmp.path().join("bogus.zip");
     std::fs::write(&bogus, b"this is not a zip").expect("write");
@@ -157,7 +157,7 @@ fn client_commands_explain_an_unreachable_server() {
 
 #[test]
 fn publish_alias_shift_and_roll_back_from_the_cli() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start(&tmp.path().join("data"));
     let deploy = |version: u32| {
         let dir = function_dir(

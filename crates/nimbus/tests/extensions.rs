@@ -48,7 +48,7 @@ fn conforms(
 
 #[test]
 fn every_documented_get_answers_as_documented() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start(&tmp.path().join("data"));
     server.deploy_python(tmp.path(), "documented", HELLO, &[]);
     assert_eq!(server.invoke("documented", "{}").status, 200);

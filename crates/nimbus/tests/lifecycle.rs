@@ -60,7 +60,7 @@ fn all_gone(marker: &str) -> bool {
 
 #[test]
 fn restart_keeps_functions_and_code() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let data = tmp.path().join("data");
     let marker = unique_marker("survivor");
     let server = Server::start(&data);
@@ -85,7 +85,7 @@ fn restart_keeps_functions_and_code() {
 
 #[test]
 fn sigkill_of_the_server_leaves_no_instance_behind() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let marker = unique_marker("orphan-check");
     let mut server = Server::start(&tmp.path().join("data"));
     deploy_marked(&server, tmp.path(), "orphan-check", &marker);
@@ -105,7 +105,7 @@ fn sigkill_of_the_server_also_ends_processes_an_instance_detached() {
         eprintln!("not root: PID namespaces are unavailable, nothing to check");
         return;
     }
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let marker = unique_marker("detacher");
     let mut server = Server::start(&tmp.path().join("data"));
     deploy_marked(&server, tmp.path(), "detacher", &marker);
@@ -124,7 +124,7 @@ fn sigkill_of_the_server_also_ends_processes_an_instance_detached() {
 
 #[test]
 fn a_config_update_retires_the_warm_instance() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let marker = unique_marker("retiree");
     let server = Server::start(&tmp.path().join("data"));
     deploy_marked(&server, tmp.path(), "retiree", &marker);
@@ -157,7 +157,7 @@ fn a_config_update_retires_the_warm_instance() {
 
 #[test]
 fn a_default_server_generates_credentials_and_the_cli_finds_them() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let data = tmp.path().join("data");
     let server = Server::start_exactly(&data, &[]);
     let file = data.join("credentials.json");

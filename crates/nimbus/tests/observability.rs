@@ -9,7 +9,7 @@ const HELLO: &str = "def handler(event, context):\n    print('hi there')\n    re
 
 #[test]
 fn the_log_store_stays_within_its_size() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start_with(&tmp.path().join("data"), &["--log-max-mb", "1"]);
     server.deploy_python(tmp.path(), "chatty", CHATTY, &[]);
     for _ in 0..8 {
@@ -47,7 +47,7 @@ fn the_log_store_stays_within_its_size() {
 
 #[test]
 fn logs_usage_and_invoke_log_from_the_cli() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start(&tmp.path().join("data"));
     server.deploy_python(tmp.path(), "greeter", HELLO, &[]);
     let out = server.cli(&["invoke", "greeter", "--log"]);

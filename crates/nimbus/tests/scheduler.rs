@@ -41,7 +41,7 @@ fn assert_throttled(answer: &Answer, reason: &str) {
 
 #[test]
 fn a_burst_fans_out_to_parallel_instances_then_throttles_with_a_reason() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start_with(
         &tmp.path().join("data"),
         &["--max-concurrency", "3", "--queue-timeout", "200"],
@@ -87,7 +87,7 @@ fn a_burst_fans_out_to_parallel_instances_then_throttles_with_a_reason() {
 
 #[test]
 fn a_queued_invocation_runs_when_capacity_frees_up_in_time() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start_with(
         &tmp.path().join("data"),
         &["--max-concurrency", "1", "--queue-timeout", "5000"],
@@ -103,7 +103,7 @@ fn a_queued_invocation_runs_when_capacity_frees_up_in_time() {
 
 #[test]
 fn reserved_concurrency_is_enforced_and_validated() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start_with(&tmp.path().join("data"), &["--queue-timeout", "100"]);
     server.deploy_python(tmp.path(), "reserved", SLEEPER, &["--timeout", "10"]);
     let path = "/2017-10-31/functions/reserved/concurrency";
@@ -169,7 +169,7 @@ fn reserved_concurrency_is_enforced_and_validated() {
 
 #[test]
 fn the_memory_budget_evicts_idle_instances_of_other_functions_before_refusing() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start_with(
         &tmp.path().join("data"),
         &["--memory-budget", "384", "--queue-timeout", "100"],
@@ -214,7 +214,7 @@ fn the_memory_budget_evicts_idle_instances_of_other_functions_before_refusing() 
 
 #[test]
 fn idle_instances_scale_to_zero_after_their_keep_alive() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start_with(&tmp.path().join("data"), &["--keep-alive", "1"]);
     server.deploy_python(
         tmp.path(),
@@ -274,7 +274,7 @@ fn cpu_ticks(marker: &str) -> u64 {
 
 #[test]
 fn idle_instances_use_no_cpu() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start(&tmp.path().join("data"));
     let spinner = r#"
 import threading
@@ -309,7 +309,7 @@ def handler(event, context):
 
 #[test]
 fn a_slow_init_is_retried_within_the_function_timeout() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start_with(&tmp.path().join("data"), &["--init-timeout", "1"]);
     let slow = "import time\ntime.sleep(1.5)\ndef handler(event, context):\n    return 'ready'\n";
     server.deploy_python(tmp.path(), "slow-ok", slow, &["--timeout", "5"]);
@@ -335,7 +335,7 @@ fn a_slow_init_is_retried_within_the_function_timeout() {
 
 #[test]
 fn the_instances_command_shows_the_pool() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let server = Server::start(&tmp.path().join("data"));
     server.deploy_python(tmp.path(), "shown", SLEEPER, &[]);
     assert!(server.cli_ok(&["instances"]).contains("no live instances"));

@@ -23,7 +23,7 @@ fn fire_times(path: &std::path::Path) -> Vec<i64> {
 
 #[test]
 fn a_two_second_schedule_fires_on_its_beat_and_survives_a_restart_without_double_fires() {
-    let tmp = tempfile::tempdir().expect("tmp");
+    let tmp = crate::support::tempdir();
     let data = tmp.path().join("data");
     let fires = tmp.path().join("fires.log");
     let server = Server::start(&data);

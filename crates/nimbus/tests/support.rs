@@ -5,6 +5,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// A fresh temporary directory outside `/tmp`: instances get a private `/tmp`, so files a
+/// test shares with its functions live in the target directory instead.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("nimbus-test-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+        .expect("a temporary directory")
+}
+
 /// The binary under test.
 pub fn nimbus_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nimbus"))

@@ -203,6 +203,19 @@ impl Launcher {
             args,
             env: self.environment(function, code_dir, &id, &api_addr.to_string(), init),
             cwd: code_dir.to_owned(),
+            fs: nimbus_sandbox::FsView {
+                // A private /tmp would hide the instance's own files if they live there.
+                tmp_mb: [
+                    code_dir,
+                    self.config.clients.python.as_path(),
+                    self.config.python.as_path(),
+                    self.config.node.as_path(),
+                ]
+                .iter()
+                .all(|p| !p.starts_with("/tmp"))
+                .then_some(function.spec.ephemeral_storage_mb),
+                read_only: vec![code_dir.to_owned()],
+            },
         };
         let cgroup = match &self.config.cgroups {
             Some(cgroups) => match cgroups.create(&id, function.spec.memory_mb) {

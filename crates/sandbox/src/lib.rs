@@ -29,6 +29,16 @@ pub enum SandboxError {
     },
 }
 
+/// The instance's own view of the filesystem (with a mount namespace, as root).
+#[derive(Debug, Clone)]
+pub struct FsView {
+    /// Size of its private `/tmp`, MB; `None` keeps the host's (when the instance's own
+    /// files live under `/tmp`, a private one would hide them).
+    pub tmp_mb: Option<u32>,
+    /// Directories it sees read-only, whoever it runs as (its code).
+    pub read_only: Vec<PathBuf>,
+}
+
 /// What to run, and with what.
 #[derive(Debug, Clone)]
 pub struct ProcessSpec {
@@ -40,6 +50,8 @@ pub struct ProcessSpec {
     pub env: BTreeMap<String, String>,
     /// Its working directory.
     pub cwd: PathBuf,
+    /// Its filesystem view, applied where the host allows mount namespaces.
+    pub fs: FsView,
 }
 
 /// What this host lets Nimbus do to contain instances.
@@ -47,14 +59,100 @@ pub struct ProcessSpec {
 pub struct Capabilities {
     /// Each instance gets its own PID namespace (needs root).
     pub pid_namespace: bool,
+    /// Each instance gets its own mount namespace: a private `/tmp`, read-only code (root).
+    pub mount_namespace: bool,
 }
 
 impl Capabilities {
     /// Detects what this host allows.
     pub fn detect() -> Self {
+        let root = nix::unistd::geteuid().is_root();
         Capabilities {
-            pid_namespace: nix::unistd::geteuid().is_root(),
+            pid_namespace: root,
+            mount_namespace: root,
         }
+    }
+}
+
+/// Strings the child needs for its mounts, prepared before the fork (the child may not
+/// allocate).
+struct Mounts {
+    tmp_options: Option<std::ffi::CString>,
+    read_only: Vec<std::ffi::CString>,
+}
+
+impl Mounts {
+    fn of(fs: &FsView) -> Result<Mounts, SandboxError> {
+        let c = |text: &[u8]| {
+            std::ffi::CString::new(text).map_err(|e| SandboxError::Spawn {
+                program: "mount setup".to_owned(),
+                source: std::io::Error::other(e),
+            })
+        };
+        Ok(Mounts {
+            tmp_options: fs
+                .tmp_mb
+                .map(|mb| c(format!("size={}m,mode=1777", mb.max(1)).as_bytes()))
+                .transpose()?,
+            read_only: fs
+                .read_only
+                .iter()
+                .map(|p| c(p.as_os_str().as_encoded_bytes()))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// In the child: a private mount namespace with its own `/tmp` and read-only code.
+    ///
+    /// # Safety
+    /// Only between fork and exec; calls async-signal-safe syscalls only.
+    unsafe fn apply(&self) -> std::io::Result<()> {
+        use nix::libc::{
+            mount, MS_BIND, MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT,
+        };
+        let check = |rc: i32| {
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        let none = std::ptr::null();
+        check(nix::libc::unshare(nix::libc::CLONE_NEWNS))?;
+        // Nothing mounted here propagates back to the host.
+        check(mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            MS_REC | MS_PRIVATE,
+            std::ptr::null(),
+        ))?;
+        for dir in &self.read_only {
+            check(mount(
+                dir.as_ptr(),
+                dir.as_ptr(),
+                none,
+                MS_BIND | MS_REC,
+                std::ptr::null(),
+            ))?;
+            check(mount(
+                none,
+                dir.as_ptr(),
+                none,
+                MS_BIND | MS_REMOUNT | MS_RDONLY,
+                std::ptr::null(),
+            ))?;
+        }
+        if let Some(options) = &self.tmp_options {
+            check(mount(
+                c"tmpfs".as_ptr(),
+                c"/tmp".as_ptr(),
+                c"tmpfs".as_ptr(),
+                MS_NOSUID | MS_NODEV,
+                options.as_ptr().cast(),
+            ))?;
+        }
+        Ok(())
     }
 }
 
@@ -83,6 +181,11 @@ pub fn spawn(
     let server = std::process::id();
     let pid_namespace = caps.pid_namespace;
     let procs: Vec<std::ffi::CString> = limits.map(|c| c.procs.clone()).unwrap_or_default();
+    let mounts = if caps.mount_namespace {
+        Some(Mounts::of(&spec.fs)?)
+    } else {
+        None
+    };
     // SAFETY: the closure runs in the forked child before exec and calls only
     // async-signal-safe functions (prctl, getppid, unshare, fork, close_range, waitpid,
     // signal, kill, _exit); it allocates nothing.
@@ -112,6 +215,9 @@ pub fn spawn(
             limit(nix::libc::RLIMIT_CORE, 0);
             // Nothing the function runs can gain privileges (setuid binaries and the like).
             nix::libc::prctl(nix::libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            if let Some(mounts) = &mounts {
+                mounts.apply()?;
+            }
             if pid_namespace && nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).is_ok() {
                 // The next child is PID 1 of the new namespace; this process stays outside
                 // as its parent, so the runtime dies (and takes the namespace) when we do.
