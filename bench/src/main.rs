@@ -435,6 +435,34 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         met: ratio <= 1.3,
     });
 
+    eprintln!("sandbox cost: cold starts without it…");
+    let bare = start_nimbus(
+        &args,
+        &nimbus,
+        &tmp.path().join("bare"),
+        &["--no-sandbox", "--memory-budget", "1000000"],
+    )?;
+    create(
+        bare.addr,
+        "py-hello",
+        "python3.11",
+        "app.handler",
+        &hello_py,
+    )
+    .await?;
+    let p3_bare = cold_starts(bare.addr, "py-hello", args.cold_samples).await?;
+    drop(bare);
+    let ratio = p3.as_secs_f64() / p3_bare.as_secs_f64();
+    rows.push(Row {
+        id: "SBX",
+        metric: "Python cold start with the sandbox vs without (--no-sandbox)".into(),
+        ours: ms(p3),
+        baseline: format!("{} (no namespaces, cgroups or limits)", ms(p3_bare)),
+        ratio,
+        target: "≤ 1.2x",
+        met: ratio <= 1.2,
+    });
+
     eprintln!("P6: 200 concurrent first requests…");
     let burst_target = invoke_target(addr, "py-burst", r#"{"name":"burst"}"#);
     let tasks: Vec<_> = (0..200)

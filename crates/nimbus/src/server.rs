@@ -67,6 +67,10 @@ pub struct ServerArgs {
     /// NIMBUS_SECRET_ACCESS_KEY). Needed to listen on a non-loopback address.
     #[arg(long)]
     credentials_file: Option<PathBuf>,
+    /// Run instances as plain child processes: no namespaces, cgroups or limits (for
+    /// measuring what the sandbox costs; never for untrusted code).
+    #[arg(long)]
+    no_sandbox: bool,
     /// Turn API authentication off (any credentials accepted; loopback only), for local
     /// experiments. Without it the server generates credentials in DATA/credentials.json.
     #[arg(long)]
@@ -153,13 +157,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .or_else(|| find_interpreter(&["/usr/bin/node", "/usr/local/bin/node"], "node"))
         .unwrap_or_else(|| PathBuf::from("node"));
     tracing::info!(python = %python.display(), node = %node.display(), data_dir = %data.display(), "runtimes");
-    let sandbox = nimbus_sandbox::Capabilities::detect();
-    if !sandbox.pid_namespace {
+    let sandbox = if args.no_sandbox {
+        tracing::warn!("--no-sandbox: instances run without namespaces, cgroups or limits");
+        nimbus_sandbox::Capabilities {
+            pid_namespace: false,
+            mount_namespace: false,
+        }
+    } else {
+        nimbus_sandbox::Capabilities::detect()
+    };
+    if !sandbox.pid_namespace && !args.no_sandbox {
         tracing::warn!(
             "not running as root: instances get no PID namespace, so a process a function starts and detaches could outlive a SIGKILLed server"
         );
     }
-    let cgroups = if sandbox.pid_namespace {
+    let cgroups = if sandbox.pid_namespace && !args.no_sandbox {
         nimbus_sandbox::cgroup::Cgroups::detect().map(Arc::new)
     } else {
         None
