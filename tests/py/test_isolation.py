@@ -108,3 +108,27 @@ def test_each_instance_has_its_own_tmp_and_read_only_code(nimbus, client, make_f
     assert a["tmp"] == [f"mine-{first}"] and b["tmp"] == [f"mine-{second}"], (a, b)
     assert a["code"] == 30, "EROFS: the code is read-only even to root"
     assert not os.path.exists(f"/tmp/mine-{first}"), "nothing reaches the host's /tmp"
+
+
+SYSCALLS = '''
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+def attempt(rc):
+    return 0 if rc == 0 else ctypes.get_errno()
+def handler(event, context):
+    return {
+        "unshare": attempt(libc.unshare(0x00020000)),
+        "mount": attempt(libc.mount(b"none", b"/mnt", b"tmpfs", 0, None)),
+        "ptrace": attempt(libc.ptrace(16, 1, None, None)),
+        "getpid": os.getpid() > 0,
+    }
+'''
+
+
+def test_seccomp_denies_what_functions_never_need(nimbus, client, make_function):
+    if not health(nimbus)["isolation"].get("seccomp"):
+        pytest.skip("no seccomp filter on this host")
+    name = unique_name()
+    make_function(make_zip({"app.py": SYSCALLS}), name=name)
+    out = json.loads(client.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
+    assert out == {"unshare": 1, "mount": 1, "ptrace": 1, "getpid": True}, out  # EPERM

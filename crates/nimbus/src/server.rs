@@ -162,6 +162,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         nimbus_sandbox::Capabilities {
             pid_namespace: false,
             mount_namespace: false,
+            seccomp: false,
         }
     } else {
         nimbus_sandbox::Capabilities::detect()
@@ -193,6 +194,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "memory_limit": cgroups.is_some(),
         "pids_limit": cgroups.is_some(),
         "cpu_share": cgroups.is_some(),
+        "seccomp": sandbox.seccomp,
         "rlimits": true,
         "no_new_privs": true,
         "clean_environment": true,

@@ -8,6 +8,7 @@
 //! started too, however it detached. Cgroups and rlimits come here as isolation lands.
 
 pub mod cgroup;
+mod seccomp;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -61,6 +62,8 @@ pub struct Capabilities {
     pub pid_namespace: bool,
     /// Each instance gets its own mount namespace: a private `/tmp`, read-only code (root).
     pub mount_namespace: bool,
+    /// Each instance runs under the seccomp filter.
+    pub seccomp: bool,
 }
 
 impl Capabilities {
@@ -70,6 +73,7 @@ impl Capabilities {
         Capabilities {
             pid_namespace: root,
             mount_namespace: root,
+            seccomp: seccomp::filter().is_some(),
         }
     }
 }
@@ -181,6 +185,11 @@ pub fn spawn(
     let server = std::process::id();
     let pid_namespace = caps.pid_namespace;
     let procs: Vec<std::ffi::CString> = limits.map(|c| c.procs.clone()).unwrap_or_default();
+    let filter = if caps.seccomp {
+        seccomp::filter()
+    } else {
+        None
+    };
     let mounts = if caps.mount_namespace {
         Some(Mounts::of(&spec.fs)?)
     } else {
@@ -228,6 +237,10 @@ pub fn spawn(
                     }
                     nix::unistd::ForkResult::Parent { child } => wait_and_mirror(child),
                 }
+            }
+            // Last, so the set-up above may still mount and unshare.
+            if let Some(filter) = filter {
+                seccompiler::apply_filter(filter).map_err(std::io::Error::other)?;
             }
             Ok(())
         });
