@@ -568,30 +568,36 @@ impl Platform {
     }
 
     /// The version an invoke of `function` at `qualifier` runs (an alias is routed by its
-    /// weights), with its function's scaling settings.
-    async fn invoke_target(&self, function: &str, qualifier: Option<&str>) -> Result<cache::Entry> {
-        let (name, qualifier) = self.resolve(function, qualifier)?;
-        let qualifier = qualifier.unwrap_or_else(|| LATEST.to_owned());
-        match self.cached_function(&name, &qualifier).await? {
-            cache::Cached::Version(entry) => Ok(entry),
+    /// weights), with its function's scaling settings, and the qualifier the caller named.
+    async fn invoke_target(
+        &self,
+        function: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(cache::Entry, Option<String>)> {
+        let (name, named) = self.resolve(function, qualifier)?;
+        let qualifier = named.as_deref().unwrap_or(LATEST);
+        let entry = match self.cached_function(&name, qualifier).await? {
+            cache::Cached::Version(entry) => entry,
             cache::Cached::Alias(alias) => {
                 let draw =
                     f64::from(uuid::Uuid::new_v4().as_u128() as u32) / (f64::from(u32::MAX) + 1.0);
                 match self.cached_function(&name, alias.route(draw)).await? {
-                    cache::Cached::Version(entry) => Ok(entry),
-                    cache::Cached::Alias(_) => Err(Error::service("an alias points at an alias")),
+                    cache::Cached::Version(entry) => entry,
+                    cache::Cached::Alias(_) => {
+                        return Err(Error::service("an alias points at an alias"))
+                    }
                 }
             }
-        }
+        };
+        Ok((entry, named))
     }
 
     /// Invoke (RequestResponse): runs the function and returns its result or error payload.
     pub async fn invoke(&self, request: Invoke) -> Result<InvokeResult> {
-        let entry = self
+        let (entry, invoked) = self
             .invoke_target(&request.function, request.qualifier.as_deref())
             .await?;
         let (function, scaling) = (&entry.0, entry.1);
-        let (_, invoked) = self.resolve(&request.function, request.qualifier.as_deref())?;
         let invoked_arn = match &invoked {
             Some(q) => self.scope.qualified_arn(&function.name, q),
             None => self.scope.function_arn(&function.name),

@@ -82,7 +82,7 @@ fn emit(line: &[u8], stream: &'static str, shared: &Shared) {
             captured.extend_from_slice(TRUNCATED);
         }
     }
-    tracing::info!(
+    tracing::debug!(
         target: "nimbus::function",
         function = %shared.identity.function,
         instance = %shared.identity.id,

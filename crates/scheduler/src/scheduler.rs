@@ -201,7 +201,7 @@ impl Scheduler {
             memory_mb: function.spec.memory_mb,
             max_memory_used_mb: instance.max_memory_used_mb(),
         });
-        tracing::info!(
+        tracing::debug!(
             target: "nimbus::function",
             function = %function.name,
             request_id = %request.request_id,

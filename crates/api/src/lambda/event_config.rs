@@ -82,12 +82,7 @@ async fn write(
     let body = read_body(body, 64 * 1024, "PutFunctionEventInvokeConfig").await?;
     let request: ConfigIn = parse_json(&body)?;
     let config = platform
-        .put_event_config(
-            name,
-            params.get("Qualifier").map(String::as_str),
-            request.into(),
-            merge,
-        )
+        .put_event_config(name, super::qualifier(params), request.into(), merge)
         .await?;
     Ok(Json(view(platform, &config)))
 }
@@ -119,7 +114,7 @@ pub(crate) async fn get(
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
     let config = platform
-        .get_event_config(&name, params.get("Qualifier").map(String::as_str))
+        .get_event_config(&name, super::qualifier(&params))
         .await?;
     Ok(Json(view(&platform, &config)))
 }
@@ -131,7 +126,7 @@ pub(crate) async fn delete(
     Query(params): Params,
 ) -> Result<StatusCode, ApiError> {
     platform
-        .delete_event_config(&name, params.get("Qualifier").map(String::as_str))
+        .delete_event_config(&name, super::qualifier(&params))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

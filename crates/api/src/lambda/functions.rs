@@ -90,7 +90,7 @@ pub(crate) async fn get(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let function = platform
-        .get_function(&name, params.get("Qualifier").map(String::as_str))
+        .get_function(&name, super::qualifier(&params))
         .await?;
     let host = headers
         .get("host")
@@ -119,7 +119,7 @@ pub(crate) async fn get_configuration(
     Query(params): Params,
 ) -> Result<Json<Value>, ApiError> {
     let function = platform
-        .get_function(&name, params.get("Qualifier").map(String::as_str))
+        .get_function(&name, super::qualifier(&params))
         .await?;
     let mut out = function_configuration(platform.scope(), &function, true);
     alias_arn(&platform, &name, &params, &mut out);
@@ -128,7 +128,7 @@ pub(crate) async fn get_configuration(
 
 /// Asked through an alias, a configuration carries the alias's ARN, as Lambda's does.
 fn alias_arn(platform: &Platform, name: &str, params: &HashMap<String, String>, out: &mut Value) {
-    let qualifier = params.get("Qualifier").map(String::as_str);
+    let qualifier = super::qualifier(params);
     if let Some((function, alias)) = platform.alias_named(name, qualifier) {
         out["FunctionArn"] = json!(platform.scope().qualified_arn(&function, &alias));
     }
@@ -229,7 +229,7 @@ pub(crate) async fn delete(
     Query(params): Params,
 ) -> Result<StatusCode, ApiError> {
     platform
-        .delete_function(&name, params.get("Qualifier").map(String::as_str))
+        .delete_function(&name, super::qualifier(&params))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -110,6 +110,11 @@ pub(crate) async fn read_body(body: Body, limit: usize, operation: &str) -> Resu
     })
 }
 
+/// The `Qualifier` query parameter, if given.
+pub(crate) fn qualifier(params: &std::collections::HashMap<String, String>) -> Option<&str> {
+    params.get("Qualifier").map(String::as_str)
+}
+
 /// The `MaxItems` query parameter, if given.
 pub(crate) fn max_items(
     params: &std::collections::HashMap<String, String>,

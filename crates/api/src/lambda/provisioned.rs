@@ -50,11 +50,7 @@ pub(crate) async fn put(
         )
     })?;
     let status = platform
-        .put_provisioned(
-            &name,
-            params.get("Qualifier").map(String::as_str),
-            requested,
-        )
+        .put_provisioned(&name, super::qualifier(&params), requested)
         .await?;
     let mut out = view(&status);
     // Lambda answers the put before any instance is up.
@@ -87,7 +83,7 @@ pub(crate) async fn get(
         return Ok(Json(json!({ "ProvisionedConcurrencyConfigs": configs })));
     }
     let status = platform
-        .get_provisioned(&name, params.get("Qualifier").map(String::as_str))
+        .get_provisioned(&name, super::qualifier(&params))
         .await?;
     Ok(Json(view(&status)))
 }
@@ -99,7 +95,7 @@ pub(crate) async fn delete(
     Query(params): Params,
 ) -> Result<StatusCode, ApiError> {
     platform
-        .delete_provisioned(&name, params.get("Qualifier").map(String::as_str))
+        .delete_provisioned(&name, super::qualifier(&params))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

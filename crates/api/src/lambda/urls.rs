@@ -13,7 +13,7 @@ use nimbus_core::UrlConfig;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{parse_json, read_body};
+use super::{parse_json, qualifier, read_body};
 use crate::ApiError;
 
 type Params = Query<HashMap<String, String>>;
@@ -65,10 +65,6 @@ fn view(platform: &Platform, headers: &HeaderMap, url: &UrlConfig) -> Value {
         out["Cors"] = cors.clone();
     }
     out
-}
-
-fn qualifier(params: &HashMap<String, String>) -> Option<&str> {
-    params.get("Qualifier").map(String::as_str)
 }
 
 /// `POST /2021-10-31/functions/{name}/url`: 201.
