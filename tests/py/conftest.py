@@ -16,6 +16,7 @@ from helpers import (
     ROLE,
     _RUNNING_SERVERS,
     NimbusServer,
+    Sink,
     _nimbus_bin,
     py_zip,
     unique_name,
@@ -48,9 +49,10 @@ def server_factory(tmp_path):
     _nimbus_bin()  # error (not fail inside the test) when NIMBUS_BIN is unset
     started: list[NimbusServer] = []
 
-    def start(data_dir: Path | None = None, env: dict | None = None) -> NimbusServer:
+    def start(data_dir: Path | None = None, env: dict | None = None,
+              args: list[str] | None = None) -> NimbusServer:
         i = len(started)
-        srv = NimbusServer(data_dir or (tmp_path / "data"), tmp_path / f"server{i}.log", env)
+        srv = NimbusServer(data_dir or (tmp_path / "data"), tmp_path / f"server{i}.log", env, args)
         started.append(srv)
         return srv.start()
 
@@ -87,6 +89,14 @@ class FunctionFactory:
                 self.client.delete_function(FunctionName=n)
             except Exception:
                 pass
+
+
+@pytest.fixture
+def sink():
+    """An HTTP endpoint functions report to (see helpers.Sink)."""
+    s = Sink()
+    yield s
+    s.close()
 
 
 @pytest.fixture

@@ -247,8 +247,11 @@ def make_client(endpoint: str, **config_kw):
 class NimbusServer:
     """One `nimbus server` process on 127.0.0.1:<ephemeral port>."""
 
-    def __init__(self, data_dir: Path, log_path: Path, env_extra: dict | None = None):
+    def __init__(self, data_dir: Path, log_path: Path, env_extra: dict | None = None,
+                 args: list[str] | None = None, user: int | None = None):
         self.data_dir = Path(data_dir)
+        self.extra_args = list(args or [])
+        self.user = user  # run the server as this uid (and gid), not as the suite's user
         self.log_path = Path(log_path)
         self.env_extra = env_extra or {}
         self.proc: subprocess.Popen | None = None
@@ -266,6 +269,7 @@ class NimbusServer:
         args = [binary, "server", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
         if "NIMBUS_ACCESS_KEY_ID" not in self.env_extra:
             args.append("--no-auth")  # the suite's clients sign with made-up keys
+        args += self.extra_args
         self.proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
@@ -273,6 +277,7 @@ class NimbusServer:
             stderr=self._log,
             env=server_env(self.env_extra),
             start_new_session=True,
+            **({} if self.user is None else {"user": self.user, "group": self.user, "extra_groups": []}),
         )
         _RUNNING_SERVERS.append(self)
         threading.Thread(target=self._pump_stdout, daemon=True).start()
@@ -544,3 +549,49 @@ def wait_pid_gone(pid: int, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.1)
     return pid_gone(pid)
+
+
+class Sink:
+    """An HTTP endpoint on loopback that functions post what they saw to (an instance
+    sees only its own root view, never the test's files). Bodies are kept as text."""
+
+    def __init__(self):
+        import http.server
+
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("content-length") or 0)
+                received.append(self.rfile.read(length).decode())
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def wait_for(self, count: int, timeout: float = 15.0) -> list[str]:
+        """The first `count` bodies, once that many have arrived."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.received) >= count, f"expected {count} posts, got {self.received!r}"
+        return list(self.received)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+# Python for a function: post(text) sends text to the sink named by $SINK.
+POST_TO_SINK = '''
+import os, urllib.request
+def post(text):
+    request = urllib.request.Request(os.environ["SINK"], data=text.encode(), method="POST")
+    urllib.request.urlopen(request, timeout=10).read()
+'''

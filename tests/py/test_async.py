@@ -7,35 +7,27 @@ import json
 import time
 import urllib.request
 
-from helpers import assert_client_error, fn_arn, make_zip, unique_name
+from helpers import POST_TO_SINK, assert_client_error, fn_arn, make_zip, unique_name
 
-RECORDER = '''
-import json, os
+RECORDER = POST_TO_SINK + '''
+import json
 def handler(event, context):
-    with open(os.environ["RECORD_FILE"], "a") as f:
-        f.write(json.dumps(event) + "\\n")
+    post(json.dumps(event))
     return {"recorded": True}
 '''
 FAILING = "def handler(event, context):\n    raise ValueError('not today')\n"
 
 
-def recorder(make_function, tmp_path):
+def recorder(make_function, sink):
+    """A function that posts every event it gets to `sink`."""
     name = unique_name()
-    path = tmp_path / f"{name}.jsonl"
-    path.touch()
     make_function(make_zip({"app.py": RECORDER}), name=name,
-                  Environment={"Variables": {"RECORD_FILE": str(path)}})
-    return name, path
+                  Environment={"Variables": {"SINK": sink.url}})
+    return name
 
 
-def records(path, count, timeout=15.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if len(lines) >= count:
-            return lines
-        time.sleep(0.05)
-    raise AssertionError(f"expected {count} records in {path}, got {path.read_text()!r}")
+def records(sink, count):
+    return [json.loads(body) for body in sink.wait_for(count)]
 
 
 def dead_letters(nimbus, function):
@@ -49,13 +41,13 @@ def post(nimbus, path):
         return json.load(r)
 
 
-def test_event_invocations_are_accepted_then_delivered(client, make_function, tmp_path):
-    name, path = recorder(make_function, tmp_path)
+def test_event_invocations_are_accepted_then_delivered(client, make_function, sink):
+    name = recorder(make_function, sink)
     for n in range(5):
         resp = client.invoke(FunctionName=name, InvocationType="Event", Payload=json.dumps({"n": n}).encode())
         assert resp["StatusCode"] == 202
         assert resp["Payload"].read() == b""
-    got = sorted(r["n"] for r in records(path, 5))
+    got = sorted(r["n"] for r in records(sink, 5))
     assert got == [0, 1, 2, 3, 4]
 
 
@@ -73,16 +65,16 @@ def test_event_bad_inputs(client, make_function):
     assert client.invoke(FunctionName=name, InvocationType="DryRun")["StatusCode"] == 204
 
 
-def test_retries_then_dead_letter_and_on_failure_record(nimbus, client, make_function, tmp_path):
-    sink, path = recorder(make_function, tmp_path)
+def test_retries_then_dead_letter_and_on_failure_record(nimbus, client, make_function, sink):
+    target = recorder(make_function, sink)
     name = unique_name()
     make_function(make_zip({"app.py": FAILING}), name=name)
     client.put_function_event_invoke_config(
         FunctionName=name, MaximumRetryAttempts=1,
-        DestinationConfig={"OnFailure": {"Destination": fn_arn(sink)}})
+        DestinationConfig={"OnFailure": {"Destination": fn_arn(target)}})
     resp = client.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"order": 7}')
     request_id = resp["ResponseMetadata"]["RequestId"]
-    [record] = records(path, 1)
+    [record] = records(sink, 1)
     assert record["version"] == "1.0"
     ctx = record["requestContext"]
     assert ctx == {"requestId": request_id, "functionArn": fn_arn(name, "$LATEST"),
@@ -96,20 +88,20 @@ def test_retries_then_dead_letter_and_on_failure_record(nimbus, client, make_fun
     assert "not today" in letter["error"]
 
 
-def test_on_success_destination(client, make_function, tmp_path):
-    sink, path = recorder(make_function, tmp_path)
+def test_on_success_destination(client, make_function, sink):
+    target = recorder(make_function, sink)
     name = unique_name()
     make_function(name=name)
     client.put_function_event_invoke_config(
-        FunctionName=name, DestinationConfig={"OnSuccess": {"Destination": fn_arn(sink)}})
+        FunctionName=name, DestinationConfig={"OnSuccess": {"Destination": fn_arn(target)}})
     client.invoke(FunctionName=name, InvocationType="Event", Payload=b'{"hello": "async"}')
-    [record] = records(path, 1)
+    [record] = records(sink, 1)
     assert record["requestContext"]["condition"] == "Success"
     assert record["requestPayload"] == {"hello": "async"}
     assert record["responseContext"] == {"statusCode": 200, "executedVersion": "$LATEST"}
 
 
-def test_redrive_and_delete_dead_letters(nimbus, client, make_function, tmp_path):
+def test_redrive_and_delete_dead_letters(nimbus, client, make_function, sink):
     name = unique_name()
     make_function(make_zip({"app.py": FAILING}), name=name)
     client.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
@@ -121,12 +113,10 @@ def test_redrive_and_delete_dead_letters(nimbus, client, make_function, tmp_path
     letters = dead_letters(nimbus, name)
     assert [l["attempts"] for l in letters] == [1, 1]
     # Fix the function, re-drive one, delete the other.
-    path = tmp_path / "fixed.jsonl"
-    path.touch()
     client.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": RECORDER}))
-    client.update_function_configuration(FunctionName=name, Environment={"Variables": {"RECORD_FILE": str(path)}})
+    client.update_function_configuration(FunctionName=name, Environment={"Variables": {"SINK": sink.url}})
     assert post(nimbus, f"/nimbus/v1/dead-letters/{letters[0]['id']}/redrive") == {"redriven": 1}
-    [record] = records(path, 1)
+    [record] = records(sink, 1)
     assert record == letters[0]["payload"]
     req = urllib.request.Request(f"{nimbus.endpoint}/nimbus/v1/dead-letters/{letters[1]['id']}", method="DELETE")
     with urllib.request.urlopen(req) as r:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-import sys
+from pathlib import Path
 
 import pytest
 
@@ -191,16 +191,35 @@ def handler(event, context):
 """
 
 
-def _ric_zip():
-    bootstrap = f"#!/bin/sh\nexec {sys.executable} -m awslambdaric app.handler\n"
-    return make_zip({"bootstrap": bootstrap, "app.py": RIC_APP}, modes={"bootstrap": 0o755})
+# As a Lambda user packages it: awslambdaric and its dependencies inside the zip, run by the
+# system's python3 (the test venv is not in an instance's view).
+RIC_BOOTSTRAP = "#!/bin/sh\nexec python3 -m awslambdaric app.handler\n"
+
+
+def _ric_package() -> dict:
+    """awslambdaric and what it requires, file by file, as `pip install -t` would lay them out."""
+    import importlib.metadata
+    files = {}
+    for dist in ["awslambdaric", "simplejson", "snapshot-restore-py"]:
+        try:
+            found = importlib.metadata.distribution(dist)
+        except importlib.metadata.PackageNotFoundError:  # pragma: no cover
+            pytest.fail(f"{dist} is not installed in the test venv (see requirements.txt)")
+        for entry in found.files or []:
+            if entry.parts[0] == ".." or "__pycache__" in entry.parts or ".dist-info" in str(entry):
+                continue
+            files[str(entry)] = Path(entry.locate()).read_bytes()
+    return files
+
+
+def _ric_zip(app: str = RIC_APP):
+    files = _ric_package()
+    files.update({"bootstrap": RIC_BOOTSTRAP, "app.py": app})
+    return make_zip(files, modes={"bootstrap": 0o755})
 
 
 @pytest.fixture
 def ric_fn(make_function):
-    import importlib.util
-    if importlib.util.find_spec("awslambdaric") is None:  # pragma: no cover
-        pytest.fail("awslambdaric is not installed in the test venv (see requirements.txt)")
     name = unique_name("ric")
     make_function(_ric_zip(), name=name, runtime="provided.al2023", handler="app.handler", Timeout=10)
     return name
@@ -238,9 +257,7 @@ def test_awslambdaric_exception(client, ric_fn):
 
 def test_awslambdaric_import_error(client, make_function):
     name = unique_name("ric")
-    bootstrap = f"#!/bin/sh\nexec {sys.executable} -m awslambdaric app.handler\n"
-    z = make_zip({"bootstrap": bootstrap, "app.py": "import not_a_module_xyz\n"},
-                 modes={"bootstrap": 0o755})
+    z = _ric_zip("import not_a_module_xyz\n")
     make_function(z, name=name, runtime="provided.al2023", handler="app.handler")
     inv = invoke(client, name, {})
     assert inv.function_error == "Unhandled"

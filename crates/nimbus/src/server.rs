@@ -71,6 +71,11 @@ pub struct ServerArgs {
     /// measuring what the sandbox costs; never for untrusted code).
     #[arg(long)]
     no_sandbox: bool,
+    /// A host directory every instance also sees, read-only at the same path (repeatable;
+    /// e.g. an interpreter installed outside /usr). Instances otherwise see only the system
+    /// directories, their code at /var/task and the runtime at /var/runtime.
+    #[arg(long, value_name = "DIR")]
+    expose: Vec<PathBuf>,
     /// Turn API authentication off (any credentials accepted; loopback only), for local
     /// experiments. Without it the server generates credentials in DATA/credentials.json.
     #[arg(long)]
@@ -159,37 +164,44 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(python = %python.display(), node = %node.display(), data_dir = %data.display(), "runtimes");
     let sandbox = if args.no_sandbox {
         tracing::warn!("--no-sandbox: instances run without namespaces, cgroups or limits");
-        nimbus_sandbox::Capabilities {
-            pid_namespace: false,
-            mount_namespace: false,
-            seccomp: false,
-        }
+        nimbus_sandbox::Capabilities::none()
     } else {
         nimbus_sandbox::Capabilities::detect()
     };
-    if !sandbox.pid_namespace && !args.no_sandbox {
+    if !sandbox.namespaces && !args.no_sandbox {
         tracing::warn!(
-            "not running as root: instances get no PID namespace, so a process a function starts and detaches could outlive a SIGKILLed server"
+            "not running as root: instances share the server's filesystem view, user and process namespace; a process a function detaches could outlive a SIGKILLed server"
         );
     }
-    let cgroups = if sandbox.pid_namespace && !args.no_sandbox {
+    let cgroups = if sandbox.namespaces {
         nimbus_sandbox::cgroup::Cgroups::detect().map(Arc::new)
     } else {
         None
     };
-    match &cgroups {
-        Some(c) => {
-            tracing::info!(layout = ?c.layout, "instances get cgroups: memory = MemorySize, pids <= 1024, CPU share by memory")
-        }
-        None => {
-            tracing::warn!("no writable cgroups: instances run without memory, pids or CPU limits")
+    if cgroups.is_none() && !args.no_sandbox {
+        tracing::warn!("no writable cgroups: instances run without memory, pids or CPU limits");
+    }
+    for dir in &args.expose {
+        if !dir.is_absolute() || !dir.is_dir() {
+            anyhow::bail!(
+                "--expose {}: give an absolute path to an existing directory",
+                dir.display()
+            );
         }
     }
+    let staging = data.join("rootfs");
+    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     let isolation = serde_json::json!({
-        "pid_namespace": sandbox.pid_namespace,
-        "mount_namespace": sandbox.mount_namespace,
-        "private_tmp": sandbox.mount_namespace,
-        "read_only_code": sandbox.mount_namespace,
+        "pid_namespace": sandbox.namespaces,
+        "mount_namespace": sandbox.namespaces,
+        "ipc_namespace": sandbox.namespaces,
+        "uts_namespace": sandbox.namespaces,
+        "network_namespace": false,
+        "root_view": sandbox.namespaces,
+        "private_tmp": sandbox.namespaces,
+        "read_only_code": sandbox.namespaces,
+        "unprivileged_user": sandbox.unprivileged,
+        "capabilities_dropped": sandbox.unprivileged,
         "cgroups": cgroups.as_ref().map(|c| format!("{:?}", c.layout).to_lowercase()),
         "memory_limit": cgroups.is_some(),
         "pids_limit": cgroups.is_some(),
@@ -200,6 +212,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "clean_environment": true,
         "api_authentication": credentials.is_some(),
     });
+    log_isolation(&isolation);
     let launcher = Launcher::new(RuntimeConfig {
         python,
         node,
@@ -207,6 +220,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         region: args.region.clone(),
         sandbox,
         cgroups: cgroups.clone(),
+        staging,
+        exposed: args.expose.clone(),
     });
     let memory_budget_mb = args.memory_budget.unwrap_or_else(default_memory_budget_mb);
     tracing::info!(
@@ -310,6 +325,24 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Logs which isolation features instances get on this host, and which they lack.
+fn log_isolation(isolation: &serde_json::Value) {
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    if let Some(features) = isolation.as_object() {
+        for (name, value) in features {
+            match value {
+                serde_json::Value::Bool(true) => on.push(name.clone()),
+                serde_json::Value::String(layout) => on.push(format!("{name} {layout}")),
+                _ => off.push(name.as_str()),
+            }
+        }
+    }
+    tracing::info!("isolation: {}", on.join(", "));
+    if !off.is_empty() {
+        tracing::warn!("isolation not available here: {}", off.join(", "));
+    }
 }
 
 /// The credentials kept in `DATA/credentials.json`, generated (mode 0600) on first start.

@@ -6,16 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{eventually, Server};
+use crate::support::{eventually, Server, Sink, POST_TO_SINK};
 
-/// Appends each event's id to the file named by `SINK_FILE`.
-const SINK: &str = r#"
-import json, os
-def handler(event, context):
-    with open(os.environ["SINK_FILE"], "a") as f:
-        f.write(event["id"] + "\n")
-    return "ok"
-"#;
+/// Posts each event's id to the test's sink.
+fn sink_function() -> String {
+    format!(
+        "{POST_TO_SINK}\ndef handler(event, context):\n    post(event['id'])\n    return 'ok'\n"
+    )
+}
 
 /// A small xorshift generator: random enough to vary when the kills land.
 struct Xorshift(u64);
@@ -33,12 +31,11 @@ impl Xorshift {
 fn no_accepted_event_is_lost_across_twenty_kills() {
     let tmp = crate::support::tempdir();
     let data = tmp.path().join("data");
-    let sink = tmp.path().join("delivered.log");
-    std::fs::write(&sink, "").expect("sink");
+    let sink = Sink::start();
     let flags = ["--async-retry-delay", "100"];
     let server = Server::start_with(&data, &flags);
-    let env = format!("SINK_FILE={}", sink.display());
-    server.deploy_python(tmp.path(), "sink", SINK, &["--env", &env]);
+    let env = format!("SINK={}", sink.url);
+    server.deploy_python(tmp.path(), "sink", &sink_function(), &["--env", &env]);
     let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut server = Some(server);
     let mut rng = Xorshift(
@@ -82,6 +79,11 @@ fn no_accepted_event_is_lost_across_twenty_kills() {
                 }
             })
         };
+        // Some load in every round however busy the machine is, then a kill at a random moment.
+        let before = accepted.lock().expect("lock").len();
+        eventually(Duration::from_secs(30), || {
+            accepted.lock().expect("lock").len() >= before + 5
+        });
         std::thread::sleep(Duration::from_millis(100 + rng.next() % 300));
         let mut current = current;
         current.child.kill().expect("SIGKILL");
@@ -96,13 +98,7 @@ fn no_accepted_event_is_lost_across_twenty_kills() {
         "the load was too light to mean much: {}",
         accepted.len()
     );
-    let delivered = || -> HashSet<String> {
-        std::fs::read_to_string(&sink)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
-    };
+    let delivered = || -> HashSet<String> { sink.received().into_iter().collect() };
     let all_there = eventually(Duration::from_secs(90), || accepted.is_subset(&delivered()));
     let now = delivered();
     let missing: Vec<&String> = accepted.difference(&now).take(10).collect();
@@ -118,10 +114,11 @@ fn no_accepted_event_is_lost_across_twenty_kills() {
 fn a_failing_async_event_lands_in_the_dlq_and_can_be_redriven_from_the_cli() {
     let tmp = crate::support::tempdir();
     let server = Server::start_with(&tmp.path().join("data"), &["--async-retry-delay", "50"]);
-    let flaky = "import os\ndef handler(event, context):\n    if not os.path.exists(os.environ['FIXED']):\n        raise RuntimeError('not yet')\n    return 'ok'\n";
-    let fixed = tmp.path().join("fixed");
-    let env = format!("FIXED={}", fixed.display());
-    server.deploy_python(tmp.path(), "flaky", flaky, &["--env", &env]);
+    // Fails until the sink answers "fixed".
+    let flaky = format!("{POST_TO_SINK}\ndef handler(event, context):\n    if get() != 'fixed':\n        raise RuntimeError('not yet')\n    return 'ok'\n");
+    let sink = Sink::start();
+    let env = format!("SINK={}", sink.url);
+    server.deploy_python(tmp.path(), "flaky", &flaky, &["--env", &env]);
     let queued = server.cli_ok(&["invoke", "flaky", "--async", "--data", r#"{"job": 1}"#]);
     assert!(queued.starts_with("queued "), "{queued}");
     assert!(eventually(Duration::from_secs(10), || {
@@ -136,7 +133,7 @@ fn a_failing_async_event_lands_in_the_dlq_and_can_be_redriven_from_the_cli() {
         "the first try and Lambda's two retries"
     );
     assert_eq!(letters[0]["payload"]["job"], 1);
-    std::fs::write(&fixed, "").expect("fix");
+    sink.answer("fixed");
     assert!(server
         .cli_ok(&["dlq", "redrive", "--all"])
         .contains("re-driven: 1"));

@@ -2,21 +2,16 @@
 
 use std::time::Duration;
 
-use crate::support::{eventually, Server};
+use crate::support::{eventually, Server, Sink, POST_TO_SINK};
 
-/// Records the request id of each invocation (a schedule's fires carry their fire time).
-const RECORDER: &str = r#"
-import os
-def handler(event, context):
-    with open(os.environ["FIRES"], "a") as f:
-        f.write(context.aws_request_id + "\n")
-    return "ok"
-"#;
+/// Posts the request id of each invocation (a schedule's fires carry their fire time).
+fn recorder() -> String {
+    format!("{POST_TO_SINK}\ndef handler(event, context):\n    post(context.aws_request_id)\n    return 'ok'\n")
+}
 
-fn fire_times(path: &std::path::Path) -> Vec<i64> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
+fn fire_times(sink: &Sink) -> Vec<i64> {
+    sink.received()
+        .iter()
         .filter_map(|id| id.rsplit('-').next()?.parse().ok())
         .collect()
 }
@@ -25,10 +20,10 @@ fn fire_times(path: &std::path::Path) -> Vec<i64> {
 fn a_two_second_schedule_fires_on_its_beat_and_survives_a_restart_without_double_fires() {
     let tmp = crate::support::tempdir();
     let data = tmp.path().join("data");
-    let fires = tmp.path().join("fires.log");
+    let fires = Sink::start();
     let server = Server::start(&data);
-    let env = format!("FIRES={}", fires.display());
-    server.deploy_python(tmp.path(), "ticker", RECORDER, &["--env", &env]);
+    let env = format!("SINK={}", fires.url);
+    server.deploy_python(tmp.path(), "ticker", &recorder(), &["--env", &env]);
 
     let bad = server.cli(&[
         "schedule",

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A fresh temporary directory outside `/tmp`: instances get a private `/tmp`, so files a
-/// test shares with its functions live in the target directory instead.
+/// A fresh temporary directory in the target directory (where the suite keeps its files).
 pub fn tempdir() -> tempfile::TempDir {
     tempfile::Builder::new()
         .prefix("nimbus-test-")
@@ -238,3 +237,88 @@ pub fn processes_with_env(key: &str, value: &str) -> Vec<i32> {
         .filter(|pid| !process_gone(*pid))
         .collect()
 }
+
+/// A tiny HTTP endpoint on loopback that functions report to (they cannot reach the test's
+/// files: an instance sees only its own root view). Each POST body is recorded; a GET
+/// answers with the current `answer`.
+pub struct Sink {
+    /// The URL functions post to.
+    pub url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    answer: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Sink {
+    /// Starts listening on a free port (the thread lives as long as the test process).
+    pub fn start() -> Sink {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a sink");
+        let url = format!("http://{}/", listener.local_addr().expect("sink address"));
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let answer = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (seen, answering) = (received.clone(), answer.clone());
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(match stream.try_clone() {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                });
+                let (mut method, mut length) = (String::new(), 0usize);
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    if method.is_empty() {
+                        method = line.split(' ').next().unwrap_or_default().to_owned();
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("content-length") {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                let reply = if method == "POST" {
+                    seen.lock()
+                        .expect("sink lock")
+                        .push(String::from_utf8_lossy(&body).into_owned());
+                    "ok".to_owned()
+                } else {
+                    answering.lock().expect("sink lock").clone()
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                    reply.len()
+                );
+            }
+        });
+        Sink {
+            url,
+            received,
+            answer,
+        }
+    }
+
+    /// Every body posted so far.
+    pub fn received(&self) -> Vec<String> {
+        self.received.lock().expect("sink lock").clone()
+    }
+
+    /// Sets what a GET answers.
+    pub fn answer(&self, text: &str) {
+        *self.answer.lock().expect("sink lock") = text.to_owned();
+    }
+}
+
+/// Python that posts `$body` to the sink named by the `SINK` variable.
+pub const POST_TO_SINK: &str = r#"
+import os, urllib.request
+def post(body):
+    request = urllib.request.Request(os.environ["SINK"], data=body.encode(), method="POST")
+    urllib.request.urlopen(request, timeout=10).read()
+def get():
+    return urllib.request.urlopen(os.environ["SINK"], timeout=10).read().decode()
+"#;

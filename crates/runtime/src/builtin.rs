@@ -12,6 +12,8 @@ const NODE_RIC: &str = include_str!("../ric/nimbus_ric.cjs");
 /// Where the built-in runtime clients were written.
 #[derive(Debug, Clone)]
 pub struct BuiltinClients {
+    /// The directory holding them (an instance sees it as `/var/runtime`).
+    pub dir: PathBuf,
     /// The Python client script.
     pub python: PathBuf,
     /// The Node.js client script.
@@ -26,6 +28,7 @@ pub fn install(dir: &Path) -> Result<BuiltinClients, RuntimeError> {
     };
     std::fs::create_dir_all(dir).map_err(err)?;
     let clients = BuiltinClients {
+        dir: dir.to_owned(),
         python: dir.join("nimbus_ric.py"),
         node: dir.join("nimbus_ric.cjs"),
     };

@@ -29,12 +29,29 @@ pub struct RuntimeConfig {
     pub sandbox: nimbus_sandbox::Capabilities,
     /// Per-instance cgroups (memory, pids, CPU), where the host has them.
     pub cgroups: Option<Arc<nimbus_sandbox::cgroup::Cgroups>>,
+    /// An empty directory each instance's root view is assembled on.
+    pub staging: PathBuf,
+    /// Host directories every instance also sees, read-only at the same path.
+    pub exposed: Vec<PathBuf>,
 }
+
+/// Host directories of the system every instance sees read-only, where they exist.
+const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
+];
+
+/// Where an instance sees its code, as on Lambda.
+const TASK_ROOT: &str = "/var/task";
+/// Where an instance sees the runtime client, as on Lambda.
+const RUNTIME_DIR: &str = "/var/runtime";
 
 /// Starts instances of functions.
 pub struct Launcher {
     config: RuntimeConfig,
     scope: ArnScope,
+    /// What every instance's root view holds besides its code and the runtime clients.
+    common_binds: Vec<nimbus_sandbox::Bind>,
+    uids: Arc<nimbus_sandbox::identity::UidPool>,
 }
 
 /// Why an instance is started, as `AWS_LAMBDA_INITIALIZATION_TYPE` tells the function.
@@ -65,7 +82,27 @@ impl Launcher {
         let scope = ArnScope {
             region: config.region.clone(),
         };
-        Launcher { config, scope }
+        let common_binds = common_binds(&config);
+        Launcher {
+            config,
+            scope,
+            common_binds,
+            uids: nimbus_sandbox::identity::UidPool::new(),
+        }
+    }
+
+    /// Whether instances get their own root view (code at `/var/task`, …).
+    fn root_view(&self) -> bool {
+        self.config.sandbox.namespaces
+    }
+
+    /// Where an instance sees its code and the runtime clients' directory.
+    fn inside_paths(&self, code_dir: &Path) -> (PathBuf, PathBuf) {
+        if self.root_view() {
+            (PathBuf::from(TASK_ROOT), PathBuf::from(RUNTIME_DIR))
+        } else {
+            (code_dir.to_owned(), self.config.clients.dir.clone())
+        }
     }
 
     /// The process to run for `function` with code in `code_dir`, or why there is none.
@@ -74,18 +111,22 @@ impl Launcher {
         function: &FunctionConfig,
         code_dir: &Path,
     ) -> Result<(PathBuf, Vec<String>), MissingEntrypoint> {
+        let (task_root, runtime_dir) = self.inside_paths(code_dir);
+        let client = |path: &Path| {
+            let name = path.file_name().unwrap_or_default();
+            vec![runtime_dir.join(name).display().to_string()]
+        };
         match function.spec.runtime.family() {
             RuntimeFamily::Python => Ok((
                 self.config.python.clone(),
-                vec![self.config.clients.python.display().to_string()],
+                client(&self.config.clients.python),
             )),
-            RuntimeFamily::Node => Ok((
-                self.config.node.clone(),
-                vec![self.config.clients.node.display().to_string()],
-            )),
+            RuntimeFamily::Node => {
+                Ok((self.config.node.clone(), client(&self.config.clients.node)))
+            }
             RuntimeFamily::Provided => {
-                let bootstrap = code_dir.join("bootstrap");
-                if bootstrap.is_file() {
+                let bootstrap = task_root.join("bootstrap");
+                if code_dir.join("bootstrap").is_file() {
                     Ok((bootstrap, Vec::new()))
                 } else {
                     Err(MissingEntrypoint(format!(
@@ -111,7 +152,7 @@ impl Launcher {
         if let Some(user) = &spec.environment {
             env.extend(user.clone());
         }
-        let task_root = code_dir.display().to_string();
+        let (task_root, runtime_dir) = self.inside_paths(code_dir);
         let today = chrono::Utc::now().format("%Y/%m/%d");
         let fixed = [
             ("AWS_LAMBDA_RUNTIME_API", api.to_owned()),
@@ -133,8 +174,8 @@ impl Launcher {
                 "AWS_LAMBDA_LOG_STREAM_NAME",
                 format!("{today}/[{}]{instance_id}", function.version),
             ),
-            ("LAMBDA_TASK_ROOT", task_root.clone()),
-            ("LAMBDA_RUNTIME_DIR", task_root),
+            ("LAMBDA_TASK_ROOT", task_root.display().to_string()),
+            ("LAMBDA_RUNTIME_DIR", runtime_dir.display().to_string()),
             ("TZ", ":UTC".to_owned()),
             ("LANG", "en_US.UTF-8".to_owned()),
             ("PATH", "/usr/local/bin:/usr/bin/:/bin:/opt/bin".to_owned()),
@@ -188,11 +229,16 @@ impl Launcher {
             oom_killed: std::sync::atomic::AtomicBool::new(false),
             peak_memory: std::sync::atomic::AtomicU64::new(0),
         });
+        let uid = if self.config.sandbox.unprivileged {
+            Some(self.uids.lease().ok_or(RuntimeError::NoUserIds)?)
+        } else {
+            None
+        };
         let router = runtime_api::router(shared.clone());
-        // Small request/response exchanges: don't let Nagle's algorithm delay them.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
+        let listener = runtime_api::OwnerOnly {
+            listener,
+            uid: uid.as_ref().map(|lease| lease.uid()),
+        };
         let api_task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
                 tracing::warn!(error = %e, "runtime api endpoint stopped");
@@ -203,19 +249,24 @@ impl Launcher {
             args,
             env: self.environment(function, code_dir, &id, &api_addr.to_string(), init),
             cwd: code_dir.to_owned(),
-            fs: nimbus_sandbox::FsView {
-                // A private /tmp would hide the instance's own files if they live there.
-                tmp_mb: [
-                    code_dir,
-                    self.config.clients.python.as_path(),
-                    self.config.python.as_path(),
-                    self.config.node.as_path(),
-                ]
-                .iter()
-                .all(|p| !p.starts_with("/tmp"))
-                .then_some(function.spec.ephemeral_storage_mb),
-                read_only: vec![code_dir.to_owned()],
-            },
+            root: self.root_view().then(|| {
+                let mut binds = self.common_binds.clone();
+                binds.push(nimbus_sandbox::Bind {
+                    source: code_dir.to_owned(),
+                    target: PathBuf::from(TASK_ROOT),
+                });
+                binds.push(nimbus_sandbox::Bind {
+                    source: self.config.clients.dir.clone(),
+                    target: PathBuf::from(RUNTIME_DIR),
+                });
+                nimbus_sandbox::RootView {
+                    staging: self.config.staging.clone(),
+                    binds,
+                    tmp_mb: function.spec.ephemeral_storage_mb,
+                    cwd: PathBuf::from(TASK_ROOT),
+                }
+            }),
+            uid: uid.as_ref().map(|lease| lease.uid()),
         };
         let cgroup = match &self.config.cgroups {
             Some(cgroups) => match cgroups.create(&id, function.spec.memory_mb) {
@@ -273,6 +324,8 @@ impl Launcher {
                 }
             }
             let _ = exit_tx.send(Some(status));
+            // Every process of the instance is gone with it: its user id is free again.
+            drop(uid);
             if let Some(cgroup) = watched {
                 // Its processes are exiting; the directory goes once they have.
                 let _ = tokio::task::spawn_blocking(move || cgroup.remove()).await;
@@ -289,7 +342,7 @@ impl Launcher {
             started,
             warm: false,
             flush,
-            pid_namespace: self.config.sandbox.pid_namespace,
+            pid_namespace: self.config.sandbox.namespaces,
             cgroup,
         }))
     }
@@ -298,6 +351,34 @@ impl Launcher {
     pub fn scope(&self) -> &ArnScope {
         &self.scope
     }
+}
+
+/// The host directories every instance sees read-only besides its own code: the system's,
+/// the directories the interpreters live in (when outside them), and those exposed.
+fn common_binds(config: &RuntimeConfig) -> Vec<nimbus_sandbox::Bind> {
+    let mut dirs: Vec<PathBuf> = SYSTEM_DIRS
+        .iter()
+        .map(PathBuf::from)
+        .filter(|dir| dir.symlink_metadata().is_ok())
+        .collect();
+    let covered = |dirs: &[PathBuf], path: &Path| dirs.iter().any(|d| path.starts_with(d));
+    for interpreter in [&config.python, &config.node] {
+        // `<prefix>/bin/<interpreter>`, after symlinks: the prefix holds its libraries.
+        let real = std::fs::canonicalize(interpreter).unwrap_or_else(|_| interpreter.clone());
+        for path in [interpreter, &real] {
+            if let Some(prefix) = path.parent().and_then(Path::parent) {
+                if path.is_absolute() && !covered(&dirs, path) && prefix != Path::new("/") {
+                    dirs.push(prefix.to_owned());
+                }
+            }
+        }
+    }
+    for dir in &config.exposed {
+        if !covered(&dirs, dir) {
+            dirs.push(dir.clone());
+        }
+    }
+    dirs.into_iter().map(nimbus_sandbox::Bind::same).collect()
 }
 
 /// Lambda's wording of a process exit: `exit status 1`, `signal: killed`.

@@ -25,6 +25,9 @@ pub enum RuntimeError {
     /// The instance's cgroup could not be set up.
     #[error("setting up the instance's cgroup: {0}")]
     Cgroup(std::io::Error),
+    /// Every unprivileged user id is held by a live instance.
+    #[error("no free user id for a new instance: too many live instances")]
+    NoUserIds,
     /// The built-in runtime clients could not be written out.
     #[error("installing built-in runtimes in {dir}: {source}")]
     Install {

@@ -207,3 +207,101 @@ fn error_body(headers: &HeaderMap, body: Bytes) -> Bytes {
     let message = String::from_utf8_lossy(&body);
     Bytes::from(serde_json::json!({"errorMessage": message, "errorType": error_type}).to_string())
 }
+
+/// The listener of an instance's Runtime API: where instances run as users of their own,
+/// it serves only connections made by the instance's user, so no other function can take
+/// this instance's events or answer for it (all instances share the loopback interface).
+pub(crate) struct OwnerOnly {
+    /// The bound listener.
+    pub(crate) listener: tokio::net::TcpListener,
+    /// The instance's user id; `None` serves anyone (instances run as the server's user).
+    pub(crate) uid: Option<u32>,
+}
+
+impl axum::serve::Listener for OwnerOnly {
+    type Io = tokio::net::TcpStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (stream, peer) = match self.listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "runtime api accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if let (Some(uid), Ok(local)) = (self.uid, self.listener.local_addr()) {
+                let owner = tokio::task::spawn_blocking(move || socket_owner(peer, local))
+                    .await
+                    .ok()
+                    .flatten();
+                if owner != Some(uid) {
+                    tracing::warn!(%peer, ?owner, expected = uid, "refused a runtime api connection from another user");
+                    continue;
+                }
+            }
+            // Small request/response exchanges: don't let Nagle's algorithm delay them.
+            let _ = stream.set_nodelay(true);
+            return (stream, peer);
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.listener.local_addr()
+    }
+}
+
+/// The user owning the loopback TCP socket connected from `peer` to `local`, read from the
+/// kernel's socket table.
+fn socket_owner(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Option<u32> {
+    let (table, want_local, want_remote) = match (peer, local) {
+        (std::net::SocketAddr::V4(p), std::net::SocketAddr::V4(l)) => {
+            ("/proc/net/tcp", hex_v4(p), hex_v4(l))
+        }
+        _ => return None,
+    };
+    let text = std::fs::read_to_string(table).ok()?;
+    owner_in_table(&text, &want_local, &want_remote)
+}
+
+/// An IPv4 socket address as `/proc/net/tcp` writes it: `0100007F:1F90`.
+fn hex_v4(addr: std::net::SocketAddrV4) -> String {
+    format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(addr.ip().octets()),
+        addr.port()
+    )
+}
+
+/// The uid column of the row of `table` (`/proc/net/tcp` text) with these addresses.
+fn owner_in_table(table: &str, local: &str, remote: &str) -> Option<u32> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(1) == Some(&local) && fields.get(2) == Some(&remote))
+            .then(|| fields.get(7)?.parse().ok())
+            .flatten()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_owner_is_read_from_the_matching_row() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+   0: 0100007F:A1B2 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n\
+   1: 0100007F:C350 0100007F:A1B2 01 00000000:00000000 00:00000000 00000000 2000001        0 2 1\n";
+        let peer: std::net::SocketAddrV4 = "127.0.0.1:50000".parse().expect("addr");
+        let local: std::net::SocketAddrV4 = "127.0.0.1:41394".parse().expect("addr");
+        assert_eq!(hex_v4(peer), "0100007F:C350");
+        assert_eq!(
+            owner_in_table(table, &hex_v4(peer), &hex_v4(local)),
+            Some(2_000_001)
+        );
+        assert_eq!(owner_in_table(table, &hex_v4(local), &hex_v4(peer)), None);
+    }
+}

@@ -8,7 +8,11 @@
 //! started too, however it detached. Cgroups and rlimits come here as isolation lands.
 
 pub mod cgroup;
+pub mod identity;
+mod rootfs;
 mod seccomp;
+
+pub use rootfs::{Bind, RootView};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,38 +34,30 @@ pub enum SandboxError {
     },
 }
 
-/// The instance's own view of the filesystem (with a mount namespace, as root).
-#[derive(Debug, Clone)]
-pub struct FsView {
-    /// Size of its private `/tmp`, MB; `None` keeps the host's (when the instance's own
-    /// files live under `/tmp`, a private one would hide them).
-    pub tmp_mb: Option<u32>,
-    /// Directories it sees read-only, whoever it runs as (its code).
-    pub read_only: Vec<PathBuf>,
-}
-
 /// What to run, and with what.
 #[derive(Debug, Clone)]
 pub struct ProcessSpec {
-    /// The executable.
+    /// The executable, as a path inside the instance's view.
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
     /// Its whole environment: nothing of the server's is passed on.
     pub env: BTreeMap<String, String>,
-    /// Its working directory.
+    /// Its working directory on the host, used when there is no root view.
     pub cwd: PathBuf,
-    /// Its filesystem view, applied where the host allows mount namespaces.
-    pub fs: FsView,
+    /// Its own root filesystem, where the host allows namespaces.
+    pub root: Option<RootView>,
+    /// The unprivileged user (and group) it runs as, where the host allows.
+    pub uid: Option<u32>,
 }
 
 /// What this host lets Nimbus do to contain instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
-    /// Each instance gets its own PID namespace (needs root).
-    pub pid_namespace: bool,
-    /// Each instance gets its own mount namespace: a private `/tmp`, read-only code (root).
-    pub mount_namespace: bool,
+    /// Each instance gets its own mount, PID, IPC and UTS namespaces and root view (root).
+    pub namespaces: bool,
+    /// Each instance runs as its own unprivileged user with no capabilities (root).
+    pub unprivileged: bool,
     /// Each instance runs under the seccomp filter.
     pub seccomp: bool,
 }
@@ -71,94 +67,24 @@ impl Capabilities {
     pub fn detect() -> Self {
         let root = nix::unistd::geteuid().is_root();
         Capabilities {
-            pid_namespace: root,
-            mount_namespace: root,
+            namespaces: root,
+            unprivileged: root,
             seccomp: seccomp::filter().is_some(),
         }
     }
-}
 
-/// Strings the child needs for its mounts, prepared before the fork (the child may not
-/// allocate).
-struct Mounts {
-    tmp_options: Option<std::ffi::CString>,
-    read_only: Vec<std::ffi::CString>,
-}
-
-impl Mounts {
-    fn of(fs: &FsView) -> Result<Mounts, SandboxError> {
-        let c = |text: &[u8]| {
-            std::ffi::CString::new(text).map_err(|e| SandboxError::Spawn {
-                program: "mount setup".to_owned(),
-                source: std::io::Error::other(e),
-            })
-        };
-        Ok(Mounts {
-            tmp_options: fs
-                .tmp_mb
-                .map(|mb| c(format!("size={}m,mode=1777", mb.max(1)).as_bytes()))
-                .transpose()?,
-            read_only: fs
-                .read_only
-                .iter()
-                .map(|p| c(p.as_os_str().as_encoded_bytes()))
-                .collect::<Result<_, _>>()?,
-        })
-    }
-
-    /// In the child: a private mount namespace with its own `/tmp` and read-only code.
-    ///
-    /// # Safety
-    /// Only between fork and exec; calls async-signal-safe syscalls only.
-    unsafe fn apply(&self) -> std::io::Result<()> {
-        use nix::libc::{
-            mount, MS_BIND, MS_NODEV, MS_NOSUID, MS_PRIVATE, MS_RDONLY, MS_REC, MS_REMOUNT,
-        };
-        let check = |rc: i32| {
-            if rc == 0 {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        };
-        let none = std::ptr::null();
-        check(nix::libc::unshare(nix::libc::CLONE_NEWNS))?;
-        // Nothing mounted here propagates back to the host.
-        check(mount(
-            none,
-            c"/".as_ptr(),
-            none,
-            MS_REC | MS_PRIVATE,
-            std::ptr::null(),
-        ))?;
-        for dir in &self.read_only {
-            check(mount(
-                dir.as_ptr(),
-                dir.as_ptr(),
-                none,
-                MS_BIND | MS_REC,
-                std::ptr::null(),
-            ))?;
-            check(mount(
-                none,
-                dir.as_ptr(),
-                none,
-                MS_BIND | MS_REMOUNT | MS_RDONLY,
-                std::ptr::null(),
-            ))?;
+    /// Nothing at all, for `--no-sandbox`.
+    pub fn none() -> Self {
+        Capabilities {
+            namespaces: false,
+            unprivileged: false,
+            seccomp: false,
         }
-        if let Some(options) = &self.tmp_options {
-            check(mount(
-                c"tmpfs".as_ptr(),
-                c"/tmp".as_ptr(),
-                c"tmpfs".as_ptr(),
-                MS_NOSUID | MS_NODEV,
-                options.as_ptr().cast(),
-            ))?;
-        }
-        Ok(())
     }
 }
+
+/// The host name instances see in their own UTS namespace.
+const HOSTNAME: &[u8] = b"nimbus";
 
 /// Open files an instance may hold, as Lambda allows.
 const NOFILE: u64 = 1024;
@@ -171,33 +97,38 @@ pub fn spawn(
     caps: Capabilities,
     limits: Option<&cgroup::InstanceCgroup>,
 ) -> Result<tokio::process::Child, SandboxError> {
+    let failed = |source: std::io::Error| SandboxError::Spawn {
+        program: spec.program.display().to_string(),
+        source,
+    };
     let mut command = tokio::process::Command::new(&spec.program);
     command
         .args(&spec.args)
         .env_clear()
         .envs(&spec.env)
-        .current_dir(&spec.cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
     let server = std::process::id();
-    let pid_namespace = caps.pid_namespace;
     let procs: Vec<std::ffi::CString> = limits.map(|c| c.procs.clone()).unwrap_or_default();
     let filter = if caps.seccomp {
         seccomp::filter()
     } else {
         None
     };
-    let mounts = if caps.mount_namespace {
-        Some(Mounts::of(&spec.fs)?)
-    } else {
-        None
+    let root = match (&spec.root, caps.namespaces) {
+        (Some(view), true) => Some(rootfs::Plan::of(view).map_err(failed)?),
+        _ => {
+            command.current_dir(&spec.cwd);
+            None
+        }
     };
+    let uid = spec.uid.filter(|_| caps.unprivileged);
     // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe functions (prctl, getppid, unshare, fork, close_range, waitpid,
-    // signal, kill, _exit); it allocates nothing.
+    // async-signal-safe functions (prctl, getppid, open, write, setrlimit, unshare, mount,
+    // mkdir, fork, close_range, waitpid, kill, setres[ug]id, _exit); it allocates nothing.
     unsafe {
         command.pre_exec(move || {
             nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
@@ -224,10 +155,19 @@ pub fn spawn(
             limit(nix::libc::RLIMIT_CORE, 0);
             // Nothing the function runs can gain privileges (setuid binaries and the like).
             nix::libc::prctl(nix::libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-            if let Some(mounts) = &mounts {
-                mounts.apply()?;
-            }
-            if pid_namespace && nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWPID).is_ok() {
+            if let Some(root) = &root {
+                use nix::sched::CloneFlags;
+                nix::sched::unshare(
+                    CloneFlags::CLONE_NEWNS
+                        | CloneFlags::CLONE_NEWPID
+                        | CloneFlags::CLONE_NEWIPC
+                        | CloneFlags::CLONE_NEWUTS,
+                )
+                .map_err(std::io::Error::from)?;
+                if nix::libc::sethostname(HOSTNAME.as_ptr().cast(), HOSTNAME.len()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                root.build()?;
                 // The next child is PID 1 of the new namespace; this process stays outside
                 // as its parent, so the runtime dies (and takes the namespace) when we do.
                 match nix::unistd::fork().map_err(std::io::Error::from)? {
@@ -237,6 +177,10 @@ pub fn spawn(
                     }
                     nix::unistd::ForkResult::Parent { child } => wait_and_mirror(child),
                 }
+                root.enter()?;
+            }
+            if let Some(uid) = uid {
+                identity::become_user(uid)?;
             }
             // Last, so the set-up above may still mount and unshare.
             if let Some(filter) = filter {
@@ -245,10 +189,7 @@ pub fn spawn(
             Ok(())
         });
     }
-    command.spawn().map_err(|source| SandboxError::Spawn {
-        program: spec.program.display().to_string(),
-        source,
-    })
+    command.spawn().map_err(failed)
 }
 
 /// Runs in the parent left outside the PID namespace: holds no files (so the spawner sees

@@ -119,7 +119,15 @@ impl CodeCache {
                 .map_err(StoreError::io(format!("creating {}", staging.display())))?;
             match unpack::unpack(&zip, &staging) {
                 Ok(unpacked) => {
-                    seal(&staging)?;
+                    // The top directory stays writable until it is published: moving a
+                    // directory needs write access to it (for its "..").
+                    for entry in std::fs::read_dir(&staging)
+                        .map_err(StoreError::io(format!("reading {}", staging.display())))?
+                    {
+                        let entry = entry
+                            .map_err(StoreError::io(format!("reading {}", staging.display())))?;
+                        seal(&entry.path())?;
+                    }
                     Ok(unpacked)
                 }
                 Err(e) => {
@@ -139,13 +147,19 @@ impl CodeCache {
         let (from, to) = (self.staging(sha256_hex), self.dir(sha256_hex));
         tokio::fs::rename(&from, &to)
             .await
-            .map_err(StoreError::io(format!("publishing {}", to.display())))
+            .map_err(StoreError::io(format!("publishing {}", to.display())))?;
+        tokio::task::spawn_blocking(move || seal_one(&to))
+            .await
+            .map_err(|e| StoreError::Io {
+                what: "sealing code".to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            })?
     }
 }
 
-/// Makes an unpacked tree read-only: no write bits on files or directories.
+/// Makes an unpacked tree read-only to everyone and readable by anyone: instances run as
+/// users of their own, and Lambda too needs code to be world-readable.
 fn seal(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
     let meta = std::fs::symlink_metadata(dir)
         .map_err(StoreError::io(format!("reading {}", dir.display())))?;
     if meta.is_dir() {
@@ -156,12 +170,21 @@ fn seal(dir: &Path) -> Result<()> {
             seal(&entry.path())?;
         }
     }
-    if !meta.file_type().is_symlink() {
-        let mode = meta.permissions().mode() & !0o222;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-            .map_err(StoreError::io(format!("sealing {}", dir.display())))?;
+    seal_one(dir)
+}
+
+/// Seals `path` alone (see [`seal`]); symlinks have no mode of their own.
+fn seal_one(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(StoreError::io(format!("reading {}", path.display())))?;
+    if meta.file_type().is_symlink() {
+        return Ok(());
     }
-    Ok(())
+    let readable = if meta.is_dir() { 0o555 } else { 0o444 };
+    let mode = (meta.permissions().mode() & 0o777 & !0o222) | readable;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(StoreError::io(format!("sealing {}", path.display())))
 }
 
 /// Removes a tree that may have been sealed read-only.
