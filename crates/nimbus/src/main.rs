@@ -31,7 +31,17 @@ enum Command {
     Client(nimbus_cli::Command),
 }
 
+/// The hidden command the server starts each instance's jailer with.
+const JAIL_COMMAND: &str = "jail";
+
 fn main() {
+    // The jailer: before anything else, so it stays single-threaded.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == JAIL_COMMAND)
+    {
+        nimbus_sandbox::jail::main();
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

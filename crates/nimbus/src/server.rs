@@ -76,6 +76,10 @@ pub struct ServerArgs {
     /// directories, their code at /var/task and the runtime at /var/runtime.
     #[arg(long, value_name = "DIR")]
     expose: Vec<PathBuf>,
+    /// Sandboxed processes kept started ahead of demand (in their cgroups, waiting for a
+    /// function), so cold starts skip that set-up; 0 starts each on demand.
+    #[arg(long, env = "NIMBUS_WARM_SHELLS", default_value_t = 2)]
+    warm_shells: usize,
     /// Turn API authentication off (any credentials accepted; loopback only), for local
     /// experiments. Without it the server generates credentials in DATA/credentials.json.
     #[arg(long)]
@@ -222,6 +226,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         cgroups: cgroups.clone(),
         staging,
         exposed: args.expose.clone(),
+        jailer: (!args.no_sandbox).then(|| nimbus_sandbox::Jailer {
+            // The running binary itself, even if the file was replaced since.
+            program: PathBuf::from("/proc/self/exe"),
+            args: vec![crate::JAIL_COMMAND.to_owned()],
+        }),
+        warm_shells: args.warm_shells,
     });
     let memory_budget_mb = args.memory_budget.unwrap_or_else(default_memory_budget_mb);
     tracing::info!(

@@ -12,7 +12,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::builtin::BuiltinClients;
 use crate::instance::{Identity, Instance, Shared};
+use crate::shells::{remove_later, ShellPool};
 use crate::{output, runtime_api, RuntimeError};
+use nimbus_sandbox::cgroup::InstanceCgroup;
 
 /// How this node runs instances.
 #[derive(Debug, Clone)]
@@ -33,6 +35,10 @@ pub struct RuntimeConfig {
     pub staging: PathBuf,
     /// Host directories every instance also sees, read-only at the same path.
     pub exposed: Vec<PathBuf>,
+    /// How instances are jailed; `None` runs them as plain child processes (`--no-sandbox`).
+    pub jailer: Option<nimbus_sandbox::Jailer>,
+    /// Jailers kept started ahead of demand, so cold starts skip their set-up.
+    pub warm_shells: usize,
 }
 
 /// Host directories of the system every instance sees read-only, where they exist.
@@ -52,6 +58,7 @@ pub struct Launcher {
     /// What every instance's root view holds besides its code and the runtime clients.
     common_binds: Vec<nimbus_sandbox::Bind>,
     uids: Arc<nimbus_sandbox::identity::UidPool>,
+    shells: Option<Arc<ShellPool>>,
 }
 
 /// Why an instance is started, as `AWS_LAMBDA_INITIALIZATION_TYPE` tells the function.
@@ -83,11 +90,23 @@ impl Launcher {
             region: config.region.clone(),
         };
         let common_binds = common_binds(&config);
+        let shells = config
+            .jailer
+            .clone()
+            .map(|jailer| ShellPool::new(jailer, config.cgroups.clone(), config.warm_shells));
         Launcher {
             config,
             scope,
             common_binds,
             uids: nimbus_sandbox::identity::UidPool::new(),
+            shells,
+        }
+    }
+
+    /// Stops keeping shells ahead of demand (at shutdown): the waiting ones are killed.
+    pub fn shutdown(&self) {
+        if let Some(shells) = &self.shells {
+            shells.close();
         }
     }
 
@@ -267,26 +286,14 @@ impl Launcher {
                 }
             }),
             uid: uid.as_ref().map(|lease| lease.uid()),
-        };
-        let cgroup = match &self.config.cgroups {
-            Some(cgroups) => match cgroups.create(&id, function.spec.memory_mb) {
-                Ok(cgroup) => Some(Arc::new(cgroup)),
-                Err(e) => {
-                    api_task.abort();
-                    return Err(RuntimeError::Cgroup(e));
-                }
-            },
-            None => None,
+            seccomp: self.config.sandbox.seccomp,
         };
         let started = Instant::now();
-        let mut child = match nimbus_sandbox::spawn(&spec, self.config.sandbox, cgroup.as_deref()) {
-            Ok(child) => child,
+        let (mut child, cgroup) = match self.spawn(&spec, function.spec.memory_mb).await {
+            Ok(spawned) => spawned,
             Err(e) => {
                 api_task.abort();
-                if let Some(cgroup) = &cgroup {
-                    cgroup.remove();
-                }
-                return Err(e.into());
+                return Err(e);
             }
         };
         let pid = child.id().unwrap_or_default();
@@ -345,6 +352,41 @@ impl Launcher {
             pid_namespace: self.config.sandbox.namespaces,
             cgroup,
         }))
+    }
+
+    /// Starts `spec` in a shell (its cgroups limited to `memory_mb`), or as a plain child.
+    async fn spawn(
+        &self,
+        spec: &ProcessSpec,
+        memory_mb: u32,
+    ) -> Result<(tokio::process::Child, Option<Arc<InstanceCgroup>>), RuntimeError> {
+        let Some(shells) = &self.shells else {
+            return Ok((nimbus_sandbox::spawn_plain(spec)?, None));
+        };
+        let mut shell = shells.take().await?;
+        let cgroup = shell.cgroup.take();
+        let limited = match &cgroup {
+            Some(cgroup) => cgroup.limit(memory_mb).map_err(RuntimeError::Cgroup),
+            None => Ok(()),
+        };
+        match limited {
+            Ok(()) => match shell.run(spec).await {
+                Ok(child) => Ok((child, cgroup)),
+                Err(e) => {
+                    if let Some(cgroup) = cgroup {
+                        remove_later(cgroup);
+                    }
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                drop(shell);
+                if let Some(cgroup) = cgroup {
+                    remove_later(cgroup);
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The ARN scope instances report.

@@ -9,6 +9,7 @@ pub mod instance;
 pub mod launch;
 mod output;
 mod runtime_api;
+mod shells;
 
 pub use instance::{Instance, Invocation, Outcome};
 pub use launch::{InitType, Launcher, RuntimeConfig};

@@ -38,6 +38,7 @@ pub struct InstanceCgroup {
     /// The `cgroup.procs` files the process joins before it runs.
     pub(crate) procs: Vec<CString>,
     memory: PathBuf,
+    cpu: PathBuf,
 }
 
 fn write(path: &Path, value: &str) -> std::io::Result<()> {
@@ -117,26 +118,17 @@ impl Cgroups {
 
     /// Creates the cgroup of instance `id`, limited to `memory_mb`.
     pub fn create(&self, id: &str, memory_mb: u32) -> std::io::Result<InstanceCgroup> {
-        let memory_bytes = u64::from(memory_mb) * 1024 * 1024;
-        let cpu = (u64::from(memory_mb) * 1024 / MB_PER_VCPU).max(2);
         let mut dirs = Vec::new();
         let procs;
-        let memory;
+        let (memory, cpu);
         match self.layout {
             Layout::V2 => {
                 let dir = self.root.join(&self.parent).join(id);
                 std::fs::create_dir(&dir)?;
                 dirs.push(dir.clone());
-                write(&dir.join("memory.max"), &memory_bytes.to_string())?;
-                write(&dir.join("memory.swap.max"), "0").ok();
                 write(&dir.join("pids.max"), &PIDS_MAX.to_string())?;
-                // cpu.weight is 1–10000 with 100 the default for one share.
-                write(
-                    &dir.join("cpu.weight"),
-                    &(cpu * 100 / 1024).clamp(1, 10_000).to_string(),
-                )?;
                 procs = vec![dir.join("cgroup.procs")];
-                memory = dir;
+                (memory, cpu) = (dir.clone(), dir);
             }
             Layout::V1 => {
                 let dir = |c: &str| self.root.join(c).join(&self.parent).join(id);
@@ -144,34 +136,30 @@ impl Cgroups {
                     std::fs::create_dir(dir(c))?;
                     dirs.push(dir(c));
                 }
-                write(
-                    &dir("memory").join("memory.limit_in_bytes"),
-                    &memory_bytes.to_string(),
-                )?;
-                write(
-                    &dir("memory").join("memory.memsw.limit_in_bytes"),
-                    &memory_bytes.to_string(),
-                )
-                .ok();
                 write(&dir("pids").join("pids.max"), &PIDS_MAX.to_string())?;
-                write(&dir("cpu").join("cpu.shares"), &cpu.to_string())?;
                 procs = ["memory", "pids", "cpu"]
                     .iter()
                     .map(|c| dir(c).join("cgroup.procs"))
                     .collect();
-                memory = dir("memory");
+                (memory, cpu) = (dir("memory"), dir("cpu"));
             }
         }
         let procs = procs
             .into_iter()
             .map(|p| CString::new(p.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other))
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(InstanceCgroup {
+        let cgroup = InstanceCgroup {
             layout: self.layout.clone(),
             dirs,
             procs,
             memory,
-        })
+            cpu,
+        };
+        if let Err(e) = cgroup.limit(memory_mb) {
+            cgroup.remove();
+            return Err(e);
+        }
+        Ok(cgroup)
     }
 
     /// Removes Nimbus's parent cgroup(s) (instances must be gone).
@@ -211,6 +199,32 @@ fn stat(path: &Path, key: &str) -> Option<u64> {
 }
 
 impl InstanceCgroup {
+    /// Sets the memory limit to `memory_mb` and the CPU share to match (a cgroup made
+    /// ahead of demand learns its function's memory only when it is given work).
+    pub fn limit(&self, memory_mb: u32) -> std::io::Result<()> {
+        let memory_bytes = (u64::from(memory_mb) * 1024 * 1024).to_string();
+        let cpu = (u64::from(memory_mb) * 1024 / MB_PER_VCPU).max(2);
+        match self.layout {
+            Layout::V2 => {
+                write(&self.memory.join("memory.max"), &memory_bytes)?;
+                write(&self.memory.join("memory.swap.max"), "0").ok();
+                // cpu.weight is 1–10000 with 100 the default for one share.
+                write(
+                    &self.cpu.join("cpu.weight"),
+                    &(cpu * 100 / 1024).clamp(1, 10_000).to_string(),
+                )
+            }
+            Layout::V1 => {
+                // With swap accounting, memory+swap must be raised first and lowered last.
+                let memsw = self.memory.join("memory.memsw.limit_in_bytes");
+                write(&memsw, &memory_bytes).ok();
+                write(&self.memory.join("memory.limit_in_bytes"), &memory_bytes)?;
+                write(&memsw, &memory_bytes).ok();
+                write(&self.cpu.join("cpu.shares"), &cpu.to_string())
+            }
+        }
+    }
+
     /// Whether the kernel killed something in it for running out of memory.
     pub fn oom_killed(&self) -> bool {
         let count = match self.layout {

@@ -72,12 +72,12 @@ impl UidPool {
     }
 }
 
-/// In the child: drops every capability from the bounding set (so nothing exec'd can
+/// In the jailer: drops every capability from the bounding set (so nothing exec'd can
 /// regain one), leaves all supplementary groups and becomes `uid`:`uid`, which clears the
 /// permitted, effective and ambient sets.
 ///
 /// # Safety
-/// Only between fork and exec; makes async-signal-safe system calls only.
+/// Only in a single-threaded process: the credentials of other threads would not change.
 pub(crate) unsafe fn become_user(uid: u32) -> io::Result<()> {
     use nix::libc::{prctl, setgroups, setresgid, setresuid, PR_CAPBSET_DROP};
     // Capabilities this kernel does not know fail with EINVAL: nothing to drop there.

@@ -1,14 +1,16 @@
-//! The jailer: starts an instance's process so that it can never outlive Nimbus, and ends
-//! it with everything it started. This is the only crate with `unsafe` code.
+//! The jailer: starts an instance's process so that it is contained and can never outlive
+//! Nimbus. This is the only crate with `unsafe` code.
 //!
-//! Each instance runs as the leader of its own process group, with a parent-death signal
-//! of SIGKILL, so a server killed with SIGKILL takes its instances with it. Where the host
-//! allows (root), the runtime also runs as PID 1 of its own PID namespace under a small
-//! waiting parent: when that parent dies, the kernel kills every process the runtime
-//! started too, however it detached. Cgroups and rlimits come here as isolation lands.
+//! With the sandbox on, an instance starts as a *shell*: the `nimbus jail` process, started
+//! ahead of demand by [`start_shell`] in a new process group with a parent-death signal of
+//! SIGKILL, already inside its cgroups (joining a cgroup-v1 memory controller costs ~10 ms,
+//! so it happens before anyone waits). [`Shell::run`] hands it a [`ProcessSpec`]; [`jail`]
+//! then builds the namespaces, root view, user and seccomp filter around itself and becomes
+//! the runtime. `--no-sandbox` runs the runtime as a plain child instead ([`spawn_plain`]).
 
 pub mod cgroup;
 pub mod identity;
+pub mod jail;
 mod rootfs;
 mod seccomp;
 
@@ -17,6 +19,10 @@ pub use rootfs::{Bind, RootView};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncWriteExt;
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
@@ -34,8 +40,8 @@ pub enum SandboxError {
     },
 }
 
-/// What to run, and with what.
-#[derive(Debug, Clone)]
+/// What to run, and with what: what the server sends a jailer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessSpec {
     /// The executable, as a path inside the instance's view.
     pub program: PathBuf,
@@ -49,6 +55,8 @@ pub struct ProcessSpec {
     pub root: Option<RootView>,
     /// The unprivileged user (and group) it runs as, where the host allows.
     pub uid: Option<u32>,
+    /// Whether it runs under the seccomp filter.
+    pub seccomp: bool,
 }
 
 /// What this host lets Nimbus do to contain instances.
@@ -84,119 +92,137 @@ impl Capabilities {
 }
 
 /// The host name instances see in their own UTS namespace.
-const HOSTNAME: &[u8] = b"nimbus";
+const HOSTNAME: &str = "nimbus";
 
 /// Open files an instance may hold, as Lambda allows.
 const NOFILE: u64 = 1024;
 
-/// Starts `spec` in a new process group with stdout and stderr piped and stdin closed.
-/// The process is killed by the kernel if the server dies; with `caps.pid_namespace`, so is
-/// everything it starts.
-pub fn spawn(
-    spec: &ProcessSpec,
-    caps: Capabilities,
-    limits: Option<&cgroup::InstanceCgroup>,
-) -> Result<tokio::process::Child, SandboxError> {
-    let failed = |source: std::io::Error| SandboxError::Spawn {
-        program: spec.program.display().to_string(),
-        source,
-    };
-    let mut command = tokio::process::Command::new(&spec.program);
+/// How the server starts jailers: `program` with `args` runs [`jail::main`].
+#[derive(Debug, Clone)]
+pub struct Jailer {
+    /// The program (the server's own binary).
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+}
+
+/// A jailer started ahead of demand, inside its cgroups, waiting for what to run.
+#[derive(Debug)]
+pub struct Shell {
+    child: tokio::process::Child,
+    /// The cgroups it is in (their limits are set when it is given work).
+    pub cgroup: Option<Arc<cgroup::InstanceCgroup>>,
+}
+
+/// A new process of the server's: its own process group, killed by the kernel if the
+/// server dies, stdin piped (the spec) or closed, stdout and stderr piped (the log).
+fn command(program: &std::path::Path, stdin: Stdio) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
     command
-        .args(&spec.args)
         .env_clear()
-        .envs(&spec.env)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let server = std::process::id();
-    let procs: Vec<std::ffi::CString> = limits.map(|c| c.procs.clone()).unwrap_or_default();
-    let filter = if caps.seccomp {
-        seccomp::filter()
-    } else {
-        None
-    };
-    let root = match (&spec.root, caps.namespaces) {
-        (Some(view), true) => Some(rootfs::Plan::of(view).map_err(failed)?),
-        _ => {
-            command.current_dir(&spec.cwd);
-            None
-        }
-    };
-    let uid = spec.uid.filter(|_| caps.unprivileged);
-    // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe functions (prctl, getppid, open, write, setrlimit, unshare, mount,
-    // mkdir, fork, close_range, waitpid, kill, setres[ug]id, _exit); it allocates nothing.
-    unsafe {
-        command.pre_exec(move || {
-            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
-            // The server may have died between fork and prctl: then nobody will signal us.
-            if nix::unistd::getppid().as_raw() != server as i32 {
-                nix::libc::_exit(1);
-            }
-            // Join the instance's cgroups ("0" is the writing process) before anything runs.
-            for path in &procs {
-                let fd = nix::libc::open(path.as_ptr(), nix::libc::O_WRONLY | nix::libc::O_CLOEXEC);
-                if fd < 0 || nix::libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                nix::libc::close(fd);
-            }
-            let limit = |resource, value: u64| {
-                let rlimit = nix::libc::rlimit {
-                    rlim_cur: value,
-                    rlim_max: value,
-                };
-                nix::libc::setrlimit(resource, &rlimit)
-            };
-            limit(nix::libc::RLIMIT_NOFILE, NOFILE);
-            limit(nix::libc::RLIMIT_CORE, 0);
-            // Nothing the function runs can gain privileges (setuid binaries and the like).
-            nix::libc::prctl(nix::libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-            if let Some(root) = &root {
-                use nix::sched::CloneFlags;
-                nix::sched::unshare(
-                    CloneFlags::CLONE_NEWNS
-                        | CloneFlags::CLONE_NEWPID
-                        | CloneFlags::CLONE_NEWIPC
-                        | CloneFlags::CLONE_NEWUTS,
-                )
-                .map_err(std::io::Error::from)?;
-                if nix::libc::sethostname(HOSTNAME.as_ptr().cast(), HOSTNAME.len()) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                root.build()?;
-                // The next child is PID 1 of the new namespace; this process stays outside
-                // as its parent, so the runtime dies (and takes the namespace) when we do.
-                match nix::unistd::fork().map_err(std::io::Error::from)? {
-                    nix::unistd::ForkResult::Child => {
-                        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-                            .map_err(std::io::Error::from)?;
-                    }
-                    nix::unistd::ForkResult::Parent { child } => wait_and_mirror(child),
-                }
-                root.enter()?;
-            }
-            if let Some(uid) = uid {
-                identity::become_user(uid)?;
-            }
-            // Last, so the set-up above may still mount and unshare.
-            if let Some(filter) = filter {
-                seccompiler::apply_filter(filter).map_err(std::io::Error::other)?;
-            }
-            Ok(())
-        });
-    }
-    command.spawn().map_err(failed)
+    command
 }
 
-/// Runs in the parent left outside the PID namespace: holds no files (so the spawner sees
-/// the exec of the runtime, not of this process), waits for the runtime and exits as it did.
+/// In the child between fork and exec: the parent-death signal, then the cgroups.
 ///
 /// # Safety
-/// Only for the forked child inside `pre_exec`: calls async-signal-safe functions only.
+/// Only between fork and exec; calls async-signal-safe functions only (prctl, getppid,
+/// open, write, close, _exit) and allocates nothing.
+unsafe fn tie_to_server(server: u32, procs: &[std::ffi::CString]) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+    // The server may have died between fork and prctl: then nobody will signal us.
+    if nix::unistd::getppid().as_raw() != server as i32 {
+        nix::libc::_exit(1);
+    }
+    // Join the instance's cgroups ("0" is the writing process) before anything runs.
+    for path in procs {
+        let fd = nix::libc::open(path.as_ptr(), nix::libc::O_WRONLY | nix::libc::O_CLOEXEC);
+        if fd < 0 || nix::libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        nix::libc::close(fd);
+    }
+    Ok(())
+}
+
+/// Starts a shell in `cgroup`. Blocks until it has joined its cgroups and executed the
+/// jailer: call it off the async worker threads (inside a Tokio runtime).
+pub fn start_shell(
+    jailer: &Jailer,
+    cgroup: Option<Arc<cgroup::InstanceCgroup>>,
+) -> Result<Shell, SandboxError> {
+    let mut command = command(&jailer.program, Stdio::piped());
+    command.arg0("nimbus-jail").args(&jailer.args);
+    let server = std::process::id();
+    let procs: Vec<std::ffi::CString> =
+        cgroup.as_ref().map(|c| c.procs.clone()).unwrap_or_default();
+    // SAFETY: `tie_to_server` is async-signal-safe and allocates nothing; `procs` was
+    // prepared before the fork.
+    unsafe {
+        command.pre_exec(move || tie_to_server(server, &procs));
+    }
+    let child = command.spawn().map_err(|source| SandboxError::Spawn {
+        program: jailer.program.display().to_string(),
+        source,
+    })?;
+    Ok(Shell { child, cgroup })
+}
+
+impl Shell {
+    /// Hands the shell `spec`: it builds the sandbox and becomes the instance's runtime.
+    /// The child returned is the jailer's process, which exits as the runtime does.
+    pub async fn run(mut self, spec: &ProcessSpec) -> Result<tokio::process::Child, SandboxError> {
+        let failed = |source: std::io::Error| SandboxError::Spawn {
+            program: spec.program.display().to_string(),
+            source,
+        };
+        let json = serde_json::to_vec(spec).map_err(|e| failed(std::io::Error::other(e)))?;
+        let mut stdin = self
+            .child
+            .stdin
+            .take()
+            .ok_or_else(|| failed(std::io::Error::other("the shell has no stdin")))?;
+        stdin.write_all(&json).await.map_err(failed)?;
+        // Closing it is the end of the spec.
+        drop(stdin);
+        Ok(self.child)
+    }
+
+    /// Whether the shell is still waiting (it may have been killed meanwhile).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Starts `spec` as a plain child process of the server's (`--no-sandbox`): its own
+/// process group and the parent-death signal, nothing else.
+pub fn spawn_plain(spec: &ProcessSpec) -> Result<tokio::process::Child, SandboxError> {
+    let mut command = command(&spec.program, Stdio::null());
+    command
+        .args(&spec.args)
+        .envs(&spec.env)
+        .current_dir(&spec.cwd);
+    let server = std::process::id();
+    // SAFETY: `tie_to_server` is async-signal-safe and allocates nothing.
+    unsafe {
+        command.pre_exec(move || tie_to_server(server, &[]));
+    }
+    command.spawn().map_err(|source| SandboxError::Spawn {
+        program: spec.program.display().to_string(),
+        source,
+    })
+}
+
+/// Runs in the jailer left outside the PID namespace: holds no files (so the server sees
+/// the runtime's output end with the runtime), waits for the runtime and exits as it did.
+///
+/// # Safety
+/// Only in a single-threaded process: closes every descriptor.
 unsafe fn wait_and_mirror(child: Pid) -> ! {
     nix::libc::close_range(0, u32::MAX, 0);
     loop {

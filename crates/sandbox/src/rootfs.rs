@@ -3,10 +3,9 @@
 //! `/var/runtime`), all read-only, plus a private size-limited `/tmp`, a minimal `/dev` and
 //! its own `/proc`. The server's data dir and other functions' code are simply not there.
 //!
-//! The view is assembled in the child between fork and exec, inside the instance's own mount
-//! namespace, on an empty host directory (`staging`) that the host never sees mounted, then
-//! made the root with `pivot_root`. Every string the child needs is prepared here first:
-//! the child may not allocate.
+//! The jailer assembles the view inside the instance's own mount namespace, on an empty host
+//! directory (`staging`) that the host never sees mounted, then makes it the root with
+//! `pivot_root`.
 
 use std::collections::BTreeSet;
 use std::ffi::CString;
@@ -14,7 +13,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 
 /// A host path an instance sees read-only.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bind {
     /// The host directory or file (a symlink is recreated as the same symlink).
     pub source: PathBuf,
@@ -34,7 +33,7 @@ impl Bind {
 }
 
 /// The filesystem an instance sees.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RootView {
     /// An existing empty host directory the view is assembled on.
     pub staging: PathBuf,
@@ -212,7 +211,7 @@ impl Plan {
     /// directory, everything but `/proc` (which must wait for the PID namespace).
     ///
     /// # Safety
-    /// Only between fork and exec; makes async-signal-safe system calls only.
+    /// Only in a single-threaded process, in a mount namespace of its own (it remounts `/`).
     pub(crate) unsafe fn build(&self) -> io::Result<()> {
         use nix::libc::{
             mkdir, mknod, mount, open, symlink, MS_BIND, MS_NODEV, MS_NOSUID, MS_PRIVATE,
@@ -291,7 +290,7 @@ impl Plan {
     /// root (the host's is detached), seals the root read-only and enters the working dir.
     ///
     /// # Safety
-    /// Only between fork and exec; makes async-signal-safe system calls only.
+    /// Only in a single-threaded process, after [`Plan::build`] in the same namespace.
     pub(crate) unsafe fn enter(&self) -> io::Result<()> {
         use nix::libc::{
             chdir, mount, syscall, umount2, SYS_pivot_root, MNT_DETACH, MS_NODEV, MS_NOEXEC,
@@ -320,7 +319,7 @@ impl Plan {
             c"/".as_ptr(),
             none,
             MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
-            c"size=1m,mode=755".as_ptr().cast(),
+            no_data,
         ))?;
         check(chdir(self.cwd.as_ptr()))
     }

@@ -410,6 +410,7 @@ impl Scheduler {
     /// Kills every idle instance and refuses new invocations; busy instances are killed
     /// as their invocations end or are dropped.
     pub fn shutdown(&self) {
+        self.launcher.shutdown();
         let gone = self.state().close();
         drop(gone);
         self.released.notify_waiters();

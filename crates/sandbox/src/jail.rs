@@ -1,0 +1,110 @@
+//! The jailer process: `nimbus jail`, started by the server ahead of demand (already in its
+//! cgroups), reads what to run as JSON on stdin, builds the sandbox around itself and
+//! becomes the instance's runtime. Being a process of its own, single-threaded and fresh
+//! from exec, it may allocate and report errors plainly — unlike code between fork and exec
+//! in the multi-threaded server.
+//!
+//! With namespaces it forks once more: the runtime is PID 1 of its new PID namespace, and
+//! the jailer stays outside as its parent, waiting to exit as it does (so the server, which
+//! watches the jailer, sees the runtime's exit, and everything it started dies with it).
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+
+use nix::sys::signal::Signal;
+
+use crate::{identity, rootfs, seccomp, ProcessSpec, HOSTNAME, NOFILE};
+
+/// The exit code of a jailer that could not build its sandbox (its reason is on stderr).
+pub const SETUP_FAILED: i32 = 127;
+
+/// Runs the jailer: reads a [`ProcessSpec`] from stdin and executes it in its sandbox.
+/// Never returns; on failure says why on stderr and exits with [`SETUP_FAILED`].
+pub fn main() -> ! {
+    let error = match run() {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    eprintln!("nimbus jail: {error}");
+    std::process::exit(SETUP_FAILED)
+}
+
+/// Why the sandbox could not be built: the step, and the system's error.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {source}")]
+struct JailError {
+    step: &'static str,
+    source: std::io::Error,
+}
+
+fn at<E: Into<std::io::Error>>(step: &'static str) -> impl FnOnce(E) -> JailError {
+    move |e| JailError {
+        step,
+        source: e.into(),
+    }
+}
+
+fn run() -> Result<std::convert::Infallible, JailError> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut input)
+        .map_err(at("reading the instance's spec"))?;
+    let spec: ProcessSpec = serde_json::from_slice(&input)
+        .map_err(|e| at("parsing the instance's spec")(std::io::Error::other(e)))?;
+    // The runtime reads nothing from stdin, as on Lambda.
+    let null = std::fs::File::open("/dev/null").map_err(at("opening /dev/null"))?;
+    nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0).map_err(at("closing stdin"))?;
+    drop(null);
+    let limit = |resource, value| {
+        nix::sys::resource::setrlimit(resource, value, value).map_err(at("setting rlimits"))
+    };
+    limit(nix::sys::resource::Resource::RLIMIT_NOFILE, NOFILE)?;
+    limit(nix::sys::resource::Resource::RLIMIT_CORE, 0)?;
+    // Nothing the function runs can gain privileges (setuid binaries and the like).
+    nix::sys::prctl::set_no_new_privs().map_err(at("setting no_new_privs"))?;
+    let mut command = std::process::Command::new(&spec.program);
+    command.args(&spec.args).env_clear().envs(&spec.env);
+    if let Some(view) = &spec.root {
+        let plan = rootfs::Plan::of(view).map_err(at("preparing the root view"))?;
+        use nix::sched::CloneFlags;
+        nix::sched::unshare(
+            CloneFlags::CLONE_NEWNS
+                | CloneFlags::CLONE_NEWPID
+                | CloneFlags::CLONE_NEWIPC
+                | CloneFlags::CLONE_NEWUTS,
+        )
+        .map_err(at("creating namespaces"))?;
+        nix::unistd::sethostname(std::ffi::OsStr::new(HOSTNAME))
+            .map_err(at("setting the host name"))?;
+        // SAFETY: this process is single-threaded (the jailer never starts threads), so
+        // the view may be built here; the steps are plain system calls.
+        unsafe { plan.build() }.map_err(at("building the root view"))?;
+        // SAFETY: single-threaded, so the child may run anything after the fork.
+        match unsafe { nix::unistd::fork() }.map_err(at("forking the runtime"))? {
+            nix::unistd::ForkResult::Child => {
+                nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                    .map_err(at("setting the parent-death signal"))?;
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                // SAFETY: single-threaded; the function only waits and exits.
+                unsafe { crate::wait_and_mirror(child) }
+            }
+        }
+        // SAFETY: as for `build`.
+        unsafe { plan.enter() }.map_err(at("entering the root view"))?;
+    } else {
+        command.current_dir(&spec.cwd);
+    }
+    if let Some(uid) = spec.uid {
+        // SAFETY: single-threaded: the credentials change for the whole process at once.
+        unsafe { identity::become_user(uid) }.map_err(at("dropping privileges"))?;
+    }
+    // Last, so the set-up above may still mount and unshare.
+    if spec.seccomp {
+        if let Some(filter) = seccomp::filter() {
+            seccompiler::apply_filter(filter)
+                .map_err(|e| at("installing the seccomp filter")(std::io::Error::other(e)))?;
+        }
+    }
+    Err(at("starting the runtime")(command.exec()))
+}
