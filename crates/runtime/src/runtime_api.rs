@@ -234,10 +234,8 @@ impl axum::serve::Listener for OwnerOnly {
                 }
             };
             if let (Some(uid), Ok(local)) = (self.uid, self.listener.local_addr()) {
-                let owner = tokio::task::spawn_blocking(move || socket_owner(peer, local))
-                    .await
-                    .ok()
-                    .flatten();
+                // One netlink round trip to the kernel: quick enough to make here.
+                let owner = socket_owner(peer, local);
                 if owner != Some(uid) {
                     tracing::warn!(%peer, ?owner, expected = uid, "refused a runtime api connection from another user");
                     continue;
@@ -254,36 +252,78 @@ impl axum::serve::Listener for OwnerOnly {
     }
 }
 
-/// The user owning the loopback TCP socket connected from `peer` to `local`, read from the
-/// kernel's socket table.
+/// The user owning the TCP socket connected from `peer` to `local` on this host, asked of
+/// the kernel with one exact `sock_diag` lookup (constant time, however many sockets).
 fn socket_owner(peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Option<u32> {
-    let (table, want_local, want_remote) = match (peer, local) {
-        (std::net::SocketAddr::V4(p), std::net::SocketAddr::V4(l)) => {
-            ("/proc/net/tcp", hex_v4(p), hex_v4(l))
-        }
-        _ => return None,
+    use nix::sys::socket::{
+        recv, sendto, socket, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol,
+        SockType,
     };
-    let text = std::fs::read_to_string(table).ok()?;
-    owner_in_table(&text, &want_local, &want_remote)
-}
-
-/// An IPv4 socket address as `/proc/net/tcp` writes it: `0100007F:1F90`.
-fn hex_v4(addr: std::net::SocketAddrV4) -> String {
-    format!(
-        "{:08X}:{:04X}",
-        u32::from_le_bytes(addr.ip().octets()),
-        addr.port()
+    use std::os::fd::AsRawFd;
+    let request = diag_request(peer, local)?;
+    let sock = socket(
+        AddressFamily::Netlink,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkSockDiag,
     )
+    .ok()?;
+    sendto(
+        sock.as_raw_fd(),
+        &request,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .ok()?;
+    let mut answer = [0u8; 512];
+    let len = recv(sock.as_raw_fd(), &mut answer, MsgFlags::empty()).ok()?;
+    diag_owner(answer.get(..len)?)
 }
 
-/// The uid column of the row of `table` (`/proc/net/tcp` text) with these addresses.
-fn owner_in_table(table: &str, local: &str, remote: &str) -> Option<u32> {
-    table.lines().skip(1).find_map(|line| {
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        (fields.get(1) == Some(&local) && fields.get(2) == Some(&remote))
-            .then(|| fields.get(7)?.parse().ok())
-            .flatten()
-    })
+/// `SOCK_DIAG_BY_FAMILY`, the netlink message type of `sock_diag` requests.
+const SOCK_DIAG_BY_FAMILY: u16 = 20;
+/// Offset of `idiag_uid` in a reply: the netlink header (16), then `inet_diag_msg`'s
+/// family/state/timer/retrans (4), socket id (48), expires/rqueue/wqueue (12).
+const UID_OFFSET: usize = 16 + 4 + 48 + 12;
+
+/// A netlink `inet_diag_req_v2` asking for the IPv4 TCP socket whose own address is
+/// `source` and whose peer is `destination`.
+fn diag_request(
+    source: std::net::SocketAddr,
+    destination: std::net::SocketAddr,
+) -> Option<Vec<u8>> {
+    let (std::net::SocketAddr::V4(src), std::net::SocketAddr::V4(dst)) = (source, destination)
+    else {
+        return None;
+    };
+    let mut m = Vec::with_capacity(72);
+    m.extend_from_slice(&72u32.to_ne_bytes()); // nlmsg_len
+    m.extend_from_slice(&SOCK_DIAG_BY_FAMILY.to_ne_bytes());
+    m.extend_from_slice(&1u16.to_ne_bytes()); // NLM_F_REQUEST: one socket, no dump
+    m.extend_from_slice(&1u32.to_ne_bytes()); // sequence
+    m.extend_from_slice(&0u32.to_ne_bytes()); // port id: the kernel
+    m.extend_from_slice(&[2, 6, 0, 0]); // AF_INET, IPPROTO_TCP, no extensions, padding
+    m.extend_from_slice(&u32::MAX.to_ne_bytes()); // any state
+    m.extend_from_slice(&src.port().to_be_bytes());
+    m.extend_from_slice(&dst.port().to_be_bytes());
+    for ip in [src.ip(), dst.ip()] {
+        m.extend_from_slice(&ip.octets());
+        m.extend_from_slice(&[0; 12]);
+    }
+    m.extend_from_slice(&0u32.to_ne_bytes()); // any interface
+    m.extend_from_slice(&[0xff; 8]); // INET_DIAG_NOCOOKIE
+    Some(m)
+}
+
+/// The socket owner's uid in a `sock_diag` reply, `None` for an error reply.
+fn diag_owner(reply: &[u8]) -> Option<u32> {
+    let kind = u16::from_ne_bytes(reply.get(4..6)?.try_into().ok()?);
+    if kind != SOCK_DIAG_BY_FAMILY {
+        return None;
+    }
+    Some(u32::from_ne_bytes(
+        reply.get(UID_OFFSET..UID_OFFSET + 4)?.try_into().ok()?,
+    ))
 }
 
 #[cfg(test)]
@@ -291,17 +331,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_owner_is_read_from_the_matching_row() {
-        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
-   0: 0100007F:A1B2 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1\n\
-   1: 0100007F:C350 0100007F:A1B2 01 00000000:00000000 00:00000000 00000000 2000001        0 2 1\n";
-        let peer: std::net::SocketAddrV4 = "127.0.0.1:50000".parse().expect("addr");
-        let local: std::net::SocketAddrV4 = "127.0.0.1:41394".parse().expect("addr");
-        assert_eq!(hex_v4(peer), "0100007F:C350");
-        assert_eq!(
-            owner_in_table(table, &hex_v4(peer), &hex_v4(local)),
-            Some(2_000_001)
-        );
-        assert_eq!(owner_in_table(table, &hex_v4(local), &hex_v4(peer)), None);
+    fn the_kernel_names_the_owner_of_a_loopback_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let local = listener.local_addr().expect("addr");
+        let client = std::net::TcpStream::connect(local).expect("connect");
+        let peer = client.local_addr().expect("peer");
+        let me = nix::unistd::geteuid().as_raw();
+        assert_eq!(socket_owner(peer, local), Some(me));
+        // The listening side of the same connection is another socket of the same user;
+        // an address pair nobody uses has no owner.
+        let nobody: std::net::SocketAddr = "127.0.0.1:1".parse().expect("addr");
+        assert_eq!(socket_owner(nobody, local), None);
+    }
+
+    #[test]
+    fn a_request_is_one_exact_ipv4_lookup() {
+        let src: std::net::SocketAddr = "127.0.0.1:50000".parse().expect("addr");
+        let dst: std::net::SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        let request = diag_request(src, dst).expect("ipv4");
+        assert_eq!(request.len(), 72);
+        // After the header (16) and family/protocol/extensions/padding/states (8).
+        assert_eq!(&request[24..26], &50000u16.to_be_bytes());
+        assert_eq!(&request[26..28], &8080u16.to_be_bytes());
+        assert_eq!(&request[28..32], &[127, 0, 0, 1]);
+        let v6: std::net::SocketAddr = "[::1]:1".parse().expect("addr");
+        assert!(diag_request(v6, dst).is_none());
     }
 }

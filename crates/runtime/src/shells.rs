@@ -1,6 +1,6 @@
-//! Jailers started ahead of demand. Starting one costs a fork of the server, joining its
-//! cgroups (a cgroup-v1 memory controller makes that ~10 ms: the kernel waits for an RCU
-//! grace period) and an exec; a pool of waiting shells keeps all of it off the cold start.
+//! Jailers started ahead of demand. Starting one costs an exec and joining its cgroups (a
+//! cgroup-v1 memory controller makes that ~10 ms: the kernel waits for an RCU grace
+//! period); a pool of waiting shells keeps all of it off the cold start.
 //! A cold start takes a waiting shell, sets its cgroup limits and hands it the spec; the
 //! pool refills in the background. When it is empty (a burst), shells start on demand.
 
@@ -73,17 +73,8 @@ impl ShellPool {
             }
             None => None,
         };
-        let jailer = self.jailer.clone();
-        let in_cgroup = cgroup.clone();
-        let started =
-            tokio::task::spawn_blocking(move || nimbus_sandbox::start_shell(&jailer, in_cgroup))
-                .await
-                .map_err(|e| {
-                    RuntimeError::Spawn(nimbus_sandbox::SandboxError::Spawn {
-                        program: "nimbus jail".to_owned(),
-                        source: std::io::Error::other(e.to_string()),
-                    })
-                })?;
+        // A posix_spawn: the expensive parts (exec, joining the cgroups) happen in the child.
+        let started = nimbus_sandbox::start_shell(&self.jailer, cgroup.clone());
         match started {
             Ok(shell) => Ok(shell),
             Err(e) => {

@@ -3,7 +3,6 @@
 //! supported: v1 (one hierarchy per controller) and v2 (unified). Nimbus keeps its cgroups
 //! under a parent of its own, `nimbus-<server pid>`, removed when the server stops.
 
-use std::ffi::CString;
 use std::path::{Path, PathBuf};
 
 /// Lambda's process limit per execution environment.
@@ -36,7 +35,7 @@ pub struct InstanceCgroup {
     /// Directories to remove, one per controller hierarchy (v1) or one (v2).
     dirs: Vec<PathBuf>,
     /// The `cgroup.procs` files the process joins before it runs.
-    pub(crate) procs: Vec<CString>,
+    pub(crate) procs: Vec<PathBuf>,
     memory: PathBuf,
     cpu: PathBuf,
 }
@@ -144,10 +143,6 @@ impl Cgroups {
                 (memory, cpu) = (dir("memory"), dir("cpu"));
             }
         }
-        let procs = procs
-            .into_iter()
-            .map(|p| CString::new(p.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other))
-            .collect::<std::io::Result<Vec<_>>>()?;
         let cgroup = InstanceCgroup {
             layout: self.layout.clone(),
             dirs,

@@ -18,10 +18,11 @@ use crate::{identity, rootfs, seccomp, ProcessSpec, HOSTNAME, NOFILE};
 /// The exit code of a jailer that could not build its sandbox (its reason is on stderr).
 pub const SETUP_FAILED: i32 = 127;
 
-/// Runs the jailer: reads a [`ProcessSpec`] from stdin and executes it in its sandbox.
-/// Never returns; on failure says why on stderr and exits with [`SETUP_FAILED`].
+/// Runs the jailer, started as `jail <server pid> [<cgroup.procs file>…]`: ties itself to
+/// the server, joins its cgroups, reads a [`ProcessSpec`] from stdin and executes it in its
+/// sandbox. Never returns; on failure says why on stderr and exits with [`SETUP_FAILED`].
 pub fn main() -> ! {
-    let error = match run() {
+    let error = match join().and_then(|()| run()) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -42,6 +43,21 @@ fn at<E: Into<std::io::Error>>(step: &'static str) -> impl FnOnce(E) -> JailErro
         step,
         source: e.into(),
     }
+}
+
+/// Ties this process to the server and joins its cgroups, as the arguments say.
+fn join() -> Result<(), JailError> {
+    let mut args = std::env::args_os().skip(2);
+    let server = args
+        .next()
+        .and_then(|pid| pid.to_str()?.parse::<u32>().ok())
+        .ok_or_else(|| at("reading the server's pid")(std::io::Error::other("missing")))?;
+    crate::tie_to_server(server).map_err(at("setting the parent-death signal"))?;
+    // Before anything of the instance runs, so all of it is counted.
+    for procs in args {
+        std::fs::write(&procs, "0").map_err(at("joining the instance's cgroups"))?;
+    }
+    Ok(())
 }
 
 fn run() -> Result<std::convert::Infallible, JailError> {

@@ -128,44 +128,29 @@ fn command(program: &std::path::Path, stdin: Stdio) -> tokio::process::Command {
     command
 }
 
-/// In the child between fork and exec: the parent-death signal, then the cgroups.
-///
-/// # Safety
-/// Only between fork and exec; calls async-signal-safe functions only (prctl, getppid,
-/// open, write, close, _exit) and allocates nothing.
-unsafe fn tie_to_server(server: u32, procs: &[std::ffi::CString]) -> std::io::Result<()> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
-    // The server may have died between fork and prctl: then nobody will signal us.
+/// Ties the calling process to the server `server`: killed by the kernel when the server
+/// dies, or at once if it already has.
+fn tie_to_server(server: u32) -> std::io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
+    // The server may have died before prctl: then nobody will signal us.
     if nix::unistd::getppid().as_raw() != server as i32 {
-        nix::libc::_exit(1);
-    }
-    // Join the instance's cgroups ("0" is the writing process) before anything runs.
-    for path in procs {
-        let fd = nix::libc::open(path.as_ptr(), nix::libc::O_WRONLY | nix::libc::O_CLOEXEC);
-        if fd < 0 || nix::libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-            return Err(std::io::Error::last_os_error());
-        }
-        nix::libc::close(fd);
+        std::process::exit(1);
     }
     Ok(())
 }
 
-/// Starts a shell in `cgroup`. Blocks until it has joined its cgroups and executed the
-/// jailer: call it off the async worker threads (inside a Tokio runtime).
+/// Starts a shell in `cgroup` (a cheap `posix_spawn`: the jailer itself ties itself to
+/// the server and joins its cgroups, before it reads what to run).
 pub fn start_shell(
     jailer: &Jailer,
     cgroup: Option<Arc<cgroup::InstanceCgroup>>,
 ) -> Result<Shell, SandboxError> {
     let mut command = command(&jailer.program, Stdio::piped());
-    command.arg0("nimbus-jail").args(&jailer.args);
-    let server = std::process::id();
-    let procs: Vec<std::ffi::CString> =
-        cgroup.as_ref().map(|c| c.procs.clone()).unwrap_or_default();
-    // SAFETY: `tie_to_server` is async-signal-safe and allocates nothing; `procs` was
-    // prepared before the fork.
-    unsafe {
-        command.pre_exec(move || tie_to_server(server, &procs));
-    }
+    command
+        .arg0("nimbus-jail")
+        .args(&jailer.args)
+        .arg(std::process::id().to_string())
+        .args(cgroup.iter().flat_map(|c| c.procs.iter()));
     let child = command.spawn().map_err(|source| SandboxError::Spawn {
         program: jailer.program.display().to_string(),
         source,
@@ -208,9 +193,10 @@ pub fn spawn_plain(spec: &ProcessSpec) -> Result<tokio::process::Child, SandboxE
         .envs(&spec.env)
         .current_dir(&spec.cwd);
     let server = std::process::id();
-    // SAFETY: `tie_to_server` is async-signal-safe and allocates nothing.
+    // SAFETY: the closure runs between fork and exec and calls only prctl, getppid and
+    // exit; it allocates nothing.
     unsafe {
-        command.pre_exec(move || tie_to_server(server, &[]));
+        command.pre_exec(move || tie_to_server(server));
     }
     command.spawn().map_err(|source| SandboxError::Spawn {
         program: spec.program.display().to_string(),
