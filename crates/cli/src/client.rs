@@ -100,6 +100,12 @@ impl Client {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
+        let message = match (status, &self.credentials) {
+            (403, None) => format!(
+                "{message} (the server wants signed requests: set NIMBUS_ACCESS_KEY_ID and NIMBUS_SECRET_ACCESS_KEY, or NIMBUS_DATA_DIR to the server's data dir, which holds its credentials.json)"
+            ),
+            _ => message,
+        };
         Err(ClientError::Service {
             status,
             code,
@@ -117,13 +123,19 @@ impl Client {
     }
 }
 
-/// The credentials a local server generated in its data dir (`NIMBUS_DATA_DIR`, or
-/// `./.nimbus` as `nimbus server` defaults to), if there are any.
+/// The credentials a local server generated in its data dir (`NIMBUS_DATA_DIR`, or the
+/// `.nimbus` that `nimbus server` defaults to, in this directory or the nearest parent that
+/// has one), if there are any.
 fn data_dir_credentials() -> Option<(String, String)> {
-    let dir = std::env::var_os("NIMBUS_DATA_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(".nimbus"));
-    let text = std::fs::read_to_string(dir.join("credentials.json")).ok()?;
+    let file = match std::env::var_os("NIMBUS_DATA_DIR") {
+        Some(dir) => std::path::PathBuf::from(dir).join("credentials.json"),
+        None => std::env::current_dir()
+            .ok()?
+            .ancestors()
+            .map(|dir| dir.join(".nimbus").join("credentials.json"))
+            .find(|file| file.is_file())?,
+    };
+    let text = std::fs::read_to_string(file).ok()?;
     let json: Value = serde_json::from_str(&text).ok()?;
     let field = |k: &str| json.get(k).and_then(Value::as_str).map(str::to_owned);
     Some((field("access_key_id")?, field("secret_access_key")?))

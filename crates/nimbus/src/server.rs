@@ -339,12 +339,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 /// Logs which isolation features instances get on this host, and which they lack.
 fn log_isolation(isolation: &serde_json::Value) {
+    // Not host limitations: authentication is a choice (logged on its own), and instances
+    // never get a network namespace of their own yet.
+    let not_host = ["api_authentication", "network_namespace"];
     let (mut on, mut off) = (Vec::new(), Vec::new());
     if let Some(features) = isolation.as_object() {
         for (name, value) in features {
             match value {
                 serde_json::Value::Bool(true) => on.push(name.clone()),
                 serde_json::Value::String(layout) => on.push(format!("{name} {layout}")),
+                _ if not_host.contains(&name.as_str()) => {}
                 _ => off.push(name.as_str()),
             }
         }
@@ -380,9 +384,11 @@ fn data_dir_credentials(data_dir: &Path) -> anyhow::Result<nimbus_api::Credentia
             .open(&path)
             .with_context(|| format!("writing {}", path.display()))?;
         writeln!(file, "{}", serde_json::to_string_pretty(&generated)?)?;
-        tracing::info!(path = %path.display(), "generated API credentials (the nimbus CLI finds them there; give them to boto3 or the AWS CLI as their keys)");
+        let shown = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        tracing::info!(path = %shown.display(), "generated API credentials (the nimbus CLI finds them there; give them to boto3 or the AWS CLI as their keys)");
     } else {
-        tracing::info!(path = %path.display(), "API credentials");
+        let shown = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        tracing::info!(path = %shown.display(), "API credentials");
     }
     load_credentials(Some(&path))?.context("credentials file gave no credentials")
 }

@@ -184,6 +184,11 @@ fn a_default_server_generates_credentials_and_the_cli_finds_them() {
         .output()
         .expect("run");
     assert_eq!(without.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&without.stderr).contains("NIMBUS_DATA_DIR"),
+        "the error says where credentials come from: {}",
+        String::from_utf8_lossy(&without.stderr)
+    );
     let with = std::process::Command::new(crate::support::nimbus_bin())
         .args(["ls"])
         .env("NIMBUS_ENDPOINT", &server.endpoint)
@@ -200,4 +205,27 @@ fn a_default_server_generates_credentials_and_the_cli_finds_them() {
     server.stop();
     let _again = Server::start_exactly(&data, &[]);
     assert_eq!(std::fs::read_to_string(&file).expect("read"), before);
+}
+
+#[test]
+fn the_cli_finds_the_default_data_dir_from_a_subdirectory() {
+    let tmp = crate::support::tempdir();
+    let project = tmp.path().join("project");
+    let server = Server::start_exactly(&project.join(".nimbus"), &[]);
+    let deep = project.join("functions").join("hello");
+    std::fs::create_dir_all(&deep).expect("mkdir");
+    let listed = std::process::Command::new(crate::support::nimbus_bin())
+        .args(["ls"])
+        .current_dir(&deep)
+        .env("NIMBUS_ENDPOINT", &server.endpoint)
+        .env_remove("NIMBUS_DATA_DIR")
+        .env_remove("NIMBUS_ACCESS_KEY_ID")
+        .env_remove("NIMBUS_SECRET_ACCESS_KEY")
+        .output()
+        .expect("run");
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
 }
