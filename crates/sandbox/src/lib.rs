@@ -114,8 +114,9 @@ pub struct Shell {
     pub cgroup: Option<Arc<cgroup::InstanceCgroup>>,
 }
 
-/// A new process of the server's: its own process group, killed by the kernel if the
-/// server dies, stdin piped (the spec) or closed, stdout and stderr piped (the log).
+/// A new process of the server's: its own process group, killed when its handle is
+/// dropped, an empty environment, stdin as given (the spec, or nothing), stdout and stderr
+/// piped (the log). It ties itself to the server's life ([`tie_to_server`]).
 fn command(program: &std::path::Path, stdin: Stdio) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(program);
     command
