@@ -80,6 +80,11 @@ pub struct ServerArgs {
     /// function), so cold starts skip that set-up; 0 starts each on demand.
     #[arg(long, env = "NIMBUS_WARM_SHELLS", default_value_t = 2)]
     warm_shells: usize,
+    /// The network instances get: `host` (the host's, as Lambda functions reach the
+    /// internet) or `none` (a namespace of their own with only loopback, where their Runtime
+    /// API is, at 127.0.0.1:9001; needs root).
+    #[arg(long, env = "NIMBUS_INSTANCE_NETWORK", value_parser = ["host", "none"], default_value = "host")]
+    instance_network: String,
     /// Turn API authentication off (any credentials accepted; loopback only), for local
     /// experiments. Without it the server generates credentials in DATA/credentials.json.
     #[arg(long)]
@@ -193,6 +198,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let isolate_network = args.instance_network == "none";
+    if isolate_network && !sandbox.namespaces {
+        anyhow::bail!(
+            "--instance-network none needs network namespaces: run the server as root, with the sandbox on"
+        );
+    }
     let staging = data.join("rootfs");
     std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
     let isolation = serde_json::json!({
@@ -200,7 +211,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "mount_namespace": sandbox.namespaces,
         "ipc_namespace": sandbox.namespaces,
         "uts_namespace": sandbox.namespaces,
-        "network_namespace": false,
+        "network_namespace": isolate_network,
         "root_view": sandbox.namespaces,
         "private_tmp": sandbox.namespaces,
         "read_only_code": sandbox.namespaces,
@@ -232,6 +243,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             args: vec![crate::JAIL_COMMAND.to_owned()],
         }),
         warm_shells: args.warm_shells,
+        isolate_network,
     });
     let memory_budget_mb = args.memory_budget.unwrap_or_else(default_memory_budget_mb);
     tracing::info!(
@@ -339,8 +351,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
 
 /// Logs which isolation features instances get on this host, and which they lack.
 fn log_isolation(isolation: &serde_json::Value) {
-    // Not host limitations: authentication is a choice (logged on its own), and instances
-    // never get a network namespace of their own yet.
+    // Not host limitations but choices: authentication (logged on its own) and
+    // `--instance-network`.
     let not_host = ["api_authentication", "network_namespace"];
     let (mut on, mut off) = (Vec::new(), Vec::new());
     if let Some(features) = isolation.as_object() {

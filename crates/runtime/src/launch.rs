@@ -39,7 +39,17 @@ pub struct RuntimeConfig {
     pub jailer: Option<nimbus_sandbox::Jailer>,
     /// Jailers kept started ahead of demand, so cold starts skip their set-up.
     pub warm_shells: usize,
+    /// Whether each instance gets a network namespace of its own with only loopback.
+    pub isolate_network: bool,
 }
+
+/// A started instance process, its cgroups, and the Runtime API listener it made inside
+/// its own network (if it has one).
+type Spawned = (
+    tokio::process::Child,
+    Option<Arc<InstanceCgroup>>,
+    Option<std::net::TcpListener>,
+);
 
 /// Host directories of the system every instance sees read-only, where they exist.
 const SYSTEM_DIRS: &[&str] = &[
@@ -224,10 +234,21 @@ impl Launcher {
             Ok(p) => p,
             Err(missing) => return Ok(Err(missing)),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(RuntimeError::Endpoint)?;
-        let api_addr = listener.local_addr().map_err(RuntimeError::Endpoint)?;
+        // With a network of its own the instance's jailer makes the listener, inside it.
+        let isolated = self.config.isolate_network && self.shells.is_some();
+        let (listener, api_addr) = if isolated {
+            let addr = std::net::SocketAddr::from((
+                std::net::Ipv4Addr::LOCALHOST,
+                nimbus_sandbox::RUNTIME_API_PORT,
+            ));
+            (None, addr)
+        } else {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(RuntimeError::Endpoint)?;
+            let addr = listener.local_addr().map_err(RuntimeError::Endpoint)?;
+            (Some(listener), addr)
+        };
         let id = uuid::Uuid::new_v4().simple().to_string();
         let identity = Identity {
             function: function.name.clone(),
@@ -253,16 +274,6 @@ impl Launcher {
         } else {
             None
         };
-        let router = runtime_api::router(shared.clone());
-        let listener = runtime_api::OwnerOnly {
-            listener,
-            uid: uid.as_ref().map(|lease| lease.uid()),
-        };
-        let api_task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::warn!(error = %e, "runtime api endpoint stopped");
-            }
-        });
         let spec = ProcessSpec {
             program,
             args,
@@ -287,15 +298,42 @@ impl Launcher {
             }),
             uid: uid.as_ref().map(|lease| lease.uid()),
             seccomp: self.config.sandbox.seccomp,
+            isolated_network: isolated,
         };
         let started = Instant::now();
-        let (mut child, cgroup) = match self.spawn(&spec, function.spec.memory_mb).await {
-            Ok(spawned) => spawned,
+        let (mut child, cgroup, inside) = self.spawn(&spec, function.spec.memory_mb).await?;
+        let listener = match (listener, inside) {
+            (Some(listener), _) => Ok(listener),
+            (None, Some(inside)) => inside
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::TcpListener::from_std(inside)),
+            (None, None) => Err(std::io::Error::other(
+                "the instance's Runtime API listener never arrived",
+            )),
+        };
+        let listener = match listener {
+            Ok(listener) => listener,
             Err(e) => {
-                api_task.abort();
-                return Err(e);
+                drop(child); // killed on drop
+                if let Some(cgroup) = cgroup {
+                    remove_later(cgroup);
+                }
+                return Err(RuntimeError::Endpoint(e));
             }
         };
+        let router = runtime_api::router(shared.clone());
+        let listener = runtime_api::OwnerOnly {
+            listener,
+            // Inside its own network nobody else can connect; the kernel's socket table
+            // there is not the server's to ask.
+            uid: uid.as_ref().map(|lease| lease.uid()).filter(|_| !isolated),
+        };
+        // The runtime may already be connecting: the listener queues it until served.
+        let api_task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::warn!(error = %e, "runtime api endpoint stopped");
+            }
+        });
         let pid = child.id().unwrap_or_default();
         let stdout = output::receiver(
             child
@@ -355,13 +393,9 @@ impl Launcher {
     }
 
     /// Starts `spec` in a shell (its cgroups limited to `memory_mb`), or as a plain child.
-    async fn spawn(
-        &self,
-        spec: &ProcessSpec,
-        memory_mb: u32,
-    ) -> Result<(tokio::process::Child, Option<Arc<InstanceCgroup>>), RuntimeError> {
+    async fn spawn(&self, spec: &ProcessSpec, memory_mb: u32) -> Result<Spawned, RuntimeError> {
         let Some(shells) = &self.shells else {
-            return Ok((nimbus_sandbox::spawn_plain(spec)?, None));
+            return Ok((nimbus_sandbox::spawn_plain(spec)?, None, None));
         };
         let mut shell = shells.take().await?;
         let cgroup = shell.cgroup.take();
@@ -371,7 +405,7 @@ impl Launcher {
         };
         match limited {
             Ok(()) => match shell.run(spec).await {
-                Ok(child) => Ok((child, cgroup)),
+                Ok((child, listener)) => Ok((child, cgroup, listener)),
                 Err(e) => {
                     if let Some(cgroup) = cgroup {
                         remove_later(cgroup);

@@ -13,7 +13,7 @@ use std::os::unix::process::CommandExt;
 
 use nix::sys::signal::Signal;
 
-use crate::{identity, rootfs, seccomp, ProcessSpec, HOSTNAME, NOFILE};
+use crate::{identity, network, rootfs, seccomp, ProcessSpec, HOSTNAME, NOFILE};
 
 /// The exit code of a jailer that could not build its sandbox (its reason is on stderr).
 pub const SETUP_FAILED: i32 = 127;
@@ -67,10 +67,6 @@ fn run() -> Result<std::convert::Infallible, JailError> {
         .map_err(at("reading the instance's spec"))?;
     let spec: ProcessSpec = serde_json::from_slice(&input)
         .map_err(|e| at("parsing the instance's spec")(std::io::Error::other(e)))?;
-    // The runtime reads nothing from stdin, as on Lambda.
-    let null = std::fs::File::open("/dev/null").map_err(at("opening /dev/null"))?;
-    nix::unistd::dup2(std::os::fd::AsRawFd::as_raw_fd(&null), 0).map_err(at("closing stdin"))?;
-    drop(null);
     let limit = |resource, value| {
         nix::sys::resource::setrlimit(resource, value, value).map_err(at("setting rlimits"))
     };
@@ -83,13 +79,23 @@ fn run() -> Result<std::convert::Infallible, JailError> {
     if let Some(view) = &spec.root {
         let plan = rootfs::Plan::of(view).map_err(at("preparing the root view"))?;
         use nix::sched::CloneFlags;
-        nix::sched::unshare(
-            CloneFlags::CLONE_NEWNS
-                | CloneFlags::CLONE_NEWPID
-                | CloneFlags::CLONE_NEWIPC
-                | CloneFlags::CLONE_NEWUTS,
-        )
-        .map_err(at("creating namespaces"))?;
+        let mut namespaces = CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWPID
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWUTS;
+        if spec.isolated_network {
+            namespaces |= CloneFlags::CLONE_NEWNET;
+        }
+        nix::sched::unshare(namespaces).map_err(at("creating namespaces"))?;
+        if spec.isolated_network {
+            network::loopback_up().map_err(at("bringing up the loopback interface"))?;
+            let listener = std::net::TcpListener::bind((
+                std::net::Ipv4Addr::LOCALHOST,
+                crate::RUNTIME_API_PORT,
+            ))
+            .map_err(at("opening the Runtime API socket"))?;
+            network::send_fd(0, &listener).map_err(at("handing over the Runtime API socket"))?;
+        }
         nix::unistd::sethostname(std::ffi::OsStr::new(HOSTNAME))
             .map_err(at("setting the host name"))?;
         // SAFETY: this process is single-threaded (the jailer never starts threads), so
@@ -111,6 +117,8 @@ fn run() -> Result<std::convert::Infallible, JailError> {
     } else {
         command.current_dir(&spec.cwd);
     }
+    // The runtime reads nothing from stdin, as on Lambda.
+    command.stdin(std::process::Stdio::null());
     if let Some(uid) = spec.uid {
         // SAFETY: single-threaded: the credentials change for the whole process at once.
         unsafe { identity::become_user(uid) }.map_err(at("dropping privileges"))?;

@@ -11,6 +11,7 @@
 pub mod cgroup;
 pub mod identity;
 pub mod jail;
+mod network;
 mod rootfs;
 mod seccomp;
 
@@ -57,7 +58,14 @@ pub struct ProcessSpec {
     pub uid: Option<u32>,
     /// Whether it runs under the seccomp filter.
     pub seccomp: bool,
+    /// Whether it gets a network namespace of its own with only a loopback interface; its
+    /// Runtime API listener is then made inside it ([`RUNTIME_API_PORT`]) and handed back.
+    #[serde(default)]
+    pub isolated_network: bool,
 }
+
+/// Where an instance with a network of its own finds its Runtime API, as on Lambda.
+pub const RUNTIME_API_PORT: u16 = 9001;
 
 /// What this host lets Nimbus do to contain instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +118,8 @@ pub struct Jailer {
 #[derive(Debug)]
 pub struct Shell {
     child: tokio::process::Child,
+    /// The server's end of the jailer's stdin: the spec goes out, a listener may come back.
+    control: tokio::net::UnixStream,
     /// The cgroups it is in (their limits are set when it is given work).
     pub cgroup: Option<Arc<cgroup::InstanceCgroup>>,
 }
@@ -146,42 +156,129 @@ pub fn start_shell(
     jailer: &Jailer,
     cgroup: Option<Arc<cgroup::InstanceCgroup>>,
 ) -> Result<Shell, SandboxError> {
-    let mut command = command(&jailer.program, Stdio::piped());
+    let spawn_failed = |source| SandboxError::Spawn {
+        program: jailer.program.display().to_string(),
+        source,
+    };
+    // A socket rather than a pipe: it can carry a file descriptor back.
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(spawn_failed)?;
+    ours.set_nonblocking(true).map_err(spawn_failed)?;
+    let control = tokio::net::UnixStream::from_std(ours).map_err(spawn_failed)?;
+    let mut command = command(
+        &jailer.program,
+        Stdio::from(std::os::fd::OwnedFd::from(theirs)),
+    );
     command
         .arg0("nimbus-jail")
         .args(&jailer.args)
         .arg(std::process::id().to_string())
         .args(cgroup.iter().flat_map(|c| c.procs.iter()));
-    let child = command.spawn().map_err(|source| SandboxError::Spawn {
-        program: jailer.program.display().to_string(),
-        source,
-    })?;
-    Ok(Shell { child, cgroup })
+    let child = command.spawn().map_err(spawn_failed)?;
+    Ok(Shell {
+        child,
+        control,
+        cgroup,
+    })
 }
 
 impl Shell {
     /// Hands the shell `spec`: it builds the sandbox and becomes the instance's runtime.
-    /// The child returned is the jailer's process, which exits as the runtime does.
-    pub async fn run(mut self, spec: &ProcessSpec) -> Result<tokio::process::Child, SandboxError> {
+    /// The child returned is the jailer's process, which exits as the runtime does; with
+    /// an isolated network, so is the Runtime API listener the jailer made inside it.
+    pub async fn run(
+        mut self,
+        spec: &ProcessSpec,
+    ) -> Result<(tokio::process::Child, Option<std::net::TcpListener>), SandboxError> {
         let failed = |source: std::io::Error| SandboxError::Spawn {
             program: spec.program.display().to_string(),
             source,
         };
         let json = serde_json::to_vec(spec).map_err(|e| failed(std::io::Error::other(e)))?;
-        let mut stdin = self
-            .child
-            .stdin
-            .take()
-            .ok_or_else(|| failed(std::io::Error::other("the shell has no stdin")))?;
-        stdin.write_all(&json).await.map_err(failed)?;
-        // Closing it is the end of the spec.
-        drop(stdin);
-        Ok(self.child)
+        self.control.write_all(&json).await.map_err(failed)?;
+        // Closing our writing side is the end of the spec.
+        self.control.shutdown().await.map_err(failed)?;
+        if !spec.isolated_network {
+            return Ok((self.child, None));
+        }
+        let received = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            receive_fd(&self.control),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::other(
+                "the jailer sent no Runtime API socket",
+            ))
+        });
+        match received {
+            Ok(fd) => Ok((self.child, Some(std::net::TcpListener::from(fd)))),
+            Err(e) => {
+                // The jailer said why on stderr before it exited.
+                let mut said = String::new();
+                if let Some(mut stderr) = self.child.stderr.take() {
+                    use tokio::io::AsyncReadExt;
+                    let read = stderr.read_to_string(&mut said);
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), read).await;
+                }
+                let said = said.trim();
+                Err(failed(if said.is_empty() {
+                    e
+                } else {
+                    std::io::Error::other(said.to_owned())
+                }))
+            }
+        }
     }
 
     /// Whether the shell is still waiting (it may have been killed meanwhile).
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+/// Receives one file descriptor sent over `socket` (SCM_RIGHTS).
+async fn receive_fd(socket: &tokio::net::UnixStream) -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    loop {
+        socket.readable().await?;
+        let received = socket.try_io(tokio::io::Interest::READABLE, || {
+            let mut byte = [0u8; 1];
+            let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+            let mut space = nix::cmsg_space!(std::os::fd::RawFd);
+            let message = recvmsg::<()>(
+                socket.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            )?;
+            let mut fds = Vec::new();
+            for cmsg in message.cmsgs()? {
+                if let ControlMessageOwned::ScmRights(sent) = cmsg {
+                    fds.extend(sent);
+                }
+            }
+            Ok((message.bytes, fds))
+        });
+        match received {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+            Ok((_, fds)) => {
+                let mut fds = fds.into_iter();
+                let Some(fd) = fds.next() else {
+                    return Err(std::io::Error::other(
+                        "the jailer ended before sending its Runtime API socket",
+                    ));
+                };
+                // SAFETY: the kernel just gave us these descriptors; nothing else owns them.
+                let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+                for extra in fds {
+                    // SAFETY: as above; more than one was never sent, so close any extra.
+                    drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(extra) });
+                }
+                return Ok(owned);
+            }
+        }
     }
 }
 
