@@ -115,6 +115,28 @@ def test_invoke_raw_headers(nimbus, make_function):
     assert json.loads(body)["event"] == {"a": 1}
 
 
+TRICKY_JSON_HANDLER = """\
+import decimal
+def handler(event, context):
+    return {"event": event, "floats": [1e100, -0.0, 0.1, 2.5e-8, float("inf")],
+            "text": "caf\\u00e9 \\U0001F600 \\"quoted\\" \\\\ \\n", "decimal": decimal.Decimal("1.5"),
+            "nested": {"a": [{}, [], {"b": None}]}, "keys": {1: "int key", True: "bool key"}}
+"""
+
+
+def test_the_runtime_client_encodes_json_as_the_json_module_does(nimbus, make_function):
+    name = unique_name()
+    make_function(make_zip({"app.py": TRICKY_JSON_HANDLER}), name=name)
+    event = {"text": "caf\u00e9 \U0001F600", "n": [1, -2.5, 1e-7, 12345678901234567890], "deep": {"x": [None, True]}}
+    status, _, body = nimbus.raw_request(
+        "POST", f"/2015-03-31/functions/{name}/invocations", json.dumps(event).encode())
+    assert status == 200
+    expected = {"event": event, "floats": [1e100, -0.0, 0.1, 2.5e-8, float("inf")],
+                "text": "caf\u00e9 \U0001F600 \"quoted\" \\ \n", "decimal": 1.5,
+                "nested": {"a": [{}, [], {"b": None}]}, "keys": {1: "int key", True: "bool key"}}
+    assert body == json.dumps(expected).encode(), body
+
+
 def test_invoke_empty_payload_and_scalars(client, make_function):
     name = unique_name()
     make_function(name=name)
