@@ -200,7 +200,11 @@ def test_handler_exception_unhandled(client, behaviour_fn):
     assert inv.executed_version == "$LATEST"
     assert inv.body["errorType"] == "ValueError"
     assert inv.body["errorMessage"] == "boom: xyz"
-    assert isinstance(inv.body["stackTrace"], list)
+    trace = inv.body["stackTrace"]
+    assert isinstance(trace, list) and trace, inv.body
+    # Only the function's frames, as on Lambda: the runtime client's own are dropped.
+    assert "app.py" in trace[0], trace
+    assert not any("nimbus_ric" in frame for frame in trace), trace
     # instance survives a handled-by-runtime exception (warm)
     ok = invoke_ok(client, behaviour_fn, {})
     assert ok["count"] >= 2

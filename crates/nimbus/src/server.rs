@@ -161,7 +161,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(&data.join("blobs"))?);
     let code = Arc::new(CodeCache::open(&data.join("code"), blobs)?);
-    let clients = nimbus_runtime::builtin::install(&data.join("runtime"))?;
+    let mut clients = nimbus_runtime::builtin::install(&data.join("runtime"))?;
     let python = args
         .python
         .or_else(|| find_interpreter(&["/usr/bin/python3", "/usr/local/bin/python3"], "python3"))
@@ -171,6 +171,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .or_else(|| find_interpreter(&["/usr/bin/node", "/usr/local/bin/node"], "node"))
         .unwrap_or_else(|| PathBuf::from("node"));
     tracing::info!(python = %python.display(), node = %node.display(), data_dir = %data.display(), "runtimes");
+    clients.compile_python(&python);
     let sandbox = if args.no_sandbox {
         tracing::warn!("--no-sandbox: instances run without namespaces, cgroups or limits");
         nimbus_sandbox::Capabilities::none()

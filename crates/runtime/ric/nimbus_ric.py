@@ -1,6 +1,7 @@
 # nimbus_ric.py - Nimbus's built-in Lambda runtime interface client (RIC) for Python functions.
 #
-# Embedded in the nimbus binary and run as `python3 nimbus_ric.py` (no arguments) with the
+# Embedded in the nimbus binary, compiled once per server start (`nimbus_ric.pyc`, so no
+# cold start compiles it again) and run as `python3 nimbus_ric.pyc` (no arguments) with the
 # function's code directory as cwd. It speaks the Lambda Runtime API 2018-06-01 at
 # $AWS_LAMBDA_RUNTIME_API over one keep-alive connection, loads `_HANDLER` (path/module.func)
 # and calls handler(event, context) for each invocation, mirroring AWS's awslambdaric:
@@ -76,7 +77,8 @@ except Exception:  # not CPython, or its accelerator changed: the json package i
 
 BASE = "/2018-06-01/runtime"
 ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
-RIC_FILE = os.path.abspath(__file__)
+# The name this file's code was compiled under (run from a precompiled .pyc, __file__ is that).
+RIC_FILE = os.path.abspath(_json_module.__code__.co_filename)
 
 
 class Fault(Exception):
