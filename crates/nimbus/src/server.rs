@@ -242,6 +242,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             // The running binary itself, even if the file was replaced since.
             program: PathBuf::from("/proc/self/exe"),
             args: vec![crate::JAIL_COMMAND.to_owned()],
+            base: None, // the launcher knows what every instance sees
         }),
         warm_shells: args.warm_shells,
         isolate_network,

@@ -65,8 +65,6 @@ const RUNTIME_DIR: &str = "/var/runtime";
 pub struct Launcher {
     config: RuntimeConfig,
     scope: ArnScope,
-    /// What every instance's root view holds besides its code and the runtime clients.
-    common_binds: Vec<nimbus_sandbox::Bind>,
     uids: Arc<nimbus_sandbox::identity::UidPool>,
     shells: Option<Arc<ShellPool>>,
 }
@@ -100,14 +98,16 @@ impl Launcher {
             region: config.region.clone(),
         };
         let common_binds = common_binds(&config);
-        let shells = config
-            .jailer
-            .clone()
-            .map(|jailer| ShellPool::new(jailer, config.cgroups.clone(), config.warm_shells));
+        let shells = config.jailer.clone().map(|mut jailer| {
+            jailer.base = config.sandbox.namespaces.then(|| nimbus_sandbox::BaseView {
+                staging: config.staging.clone(),
+                binds: common_binds.clone(),
+            });
+            ShellPool::new(jailer, config.cgroups.clone(), config.warm_shells)
+        });
         Launcher {
             config,
             scope,
-            common_binds,
             uids: nimbus_sandbox::identity::UidPool::new(),
             shells,
         }
@@ -122,7 +122,7 @@ impl Launcher {
 
     /// Whether instances get their own root view (code at `/var/task`, …).
     fn root_view(&self) -> bool {
-        self.config.sandbox.namespaces
+        self.config.sandbox.namespaces && self.shells.is_some()
     }
 
     /// Where an instance sees its code and the runtime clients' directory.
@@ -279,22 +279,19 @@ impl Launcher {
             args,
             env: self.environment(function, code_dir, &id, &api_addr.to_string(), init),
             cwd: code_dir.to_owned(),
-            root: self.root_view().then(|| {
-                let mut binds = self.common_binds.clone();
-                binds.push(nimbus_sandbox::Bind {
-                    source: code_dir.to_owned(),
-                    target: PathBuf::from(TASK_ROOT),
-                });
-                binds.push(nimbus_sandbox::Bind {
-                    source: self.config.clients.dir.clone(),
-                    target: PathBuf::from(RUNTIME_DIR),
-                });
-                nimbus_sandbox::RootView {
-                    staging: self.config.staging.clone(),
-                    binds,
-                    tmp_mb: function.spec.ephemeral_storage_mb,
-                    cwd: PathBuf::from(TASK_ROOT),
-                }
+            root: self.root_view().then(|| nimbus_sandbox::RootView {
+                binds: vec![
+                    nimbus_sandbox::Bind {
+                        source: code_dir.to_owned(),
+                        target: PathBuf::from(TASK_ROOT),
+                    },
+                    nimbus_sandbox::Bind {
+                        source: self.config.clients.dir.clone(),
+                        target: PathBuf::from(RUNTIME_DIR),
+                    },
+                ],
+                tmp_mb: function.spec.ephemeral_storage_mb,
+                cwd: PathBuf::from(TASK_ROOT),
             }),
             uid: uid.as_ref().map(|lease| lease.uid()),
             seccomp: self.config.sandbox.seccomp,

@@ -15,7 +15,7 @@ mod network;
 mod rootfs;
 mod seccomp;
 
-pub use rootfs::{Bind, RootView};
+pub use rootfs::{BaseView, Bind, RootView};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -52,7 +52,8 @@ pub struct ProcessSpec {
     pub env: BTreeMap<String, String>,
     /// Its working directory on the host, used when there is no root view.
     pub cwd: PathBuf,
-    /// Its own root filesystem, where the host allows namespaces.
+    /// Its own part of the root view (on the shell's [`BaseView`]), where the host allows
+    /// namespaces.
     pub root: Option<RootView>,
     /// The unprivileged user (and group) it runs as, where the host allows.
     pub uid: Option<u32>,
@@ -112,6 +113,9 @@ pub struct Jailer {
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<String>,
+    /// The view every instance shares, built by each shell as it starts (`None`: no
+    /// namespaces on this host).
+    pub base: Option<BaseView>,
 }
 
 /// A jailer started ahead of demand, inside its cgroups, waiting for what to run.
@@ -161,7 +165,11 @@ pub fn start_shell(
         source,
     };
     // A socket rather than a pipe: it can carry a file descriptor back.
-    let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(spawn_failed)?;
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(spawn_failed)?;
+    // The base view first (a small write into an empty socket buffer: it never blocks).
+    let mut base = serde_json::to_vec(&jailer.base).map_err(|e| spawn_failed(e.into()))?;
+    base.push(b'\n');
+    std::io::Write::write_all(&mut ours, &base).map_err(spawn_failed)?;
     ours.set_nonblocking(true).map_err(spawn_failed)?;
     let control = tokio::net::UnixStream::from_std(ours).map_err(spawn_failed)?;
     let mut command = command(
@@ -193,7 +201,8 @@ impl Shell {
             program: spec.program.display().to_string(),
             source,
         };
-        let json = serde_json::to_vec(spec).map_err(|e| failed(std::io::Error::other(e)))?;
+        let mut json = serde_json::to_vec(spec).map_err(|e| failed(std::io::Error::other(e)))?;
+        json.push(b'\n');
         self.control.write_all(&json).await.map_err(failed)?;
         // Closing our writing side is the end of the spec.
         self.control.shutdown().await.map_err(failed)?;

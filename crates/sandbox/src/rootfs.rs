@@ -4,13 +4,17 @@
 //! its own `/proc`. The server's data dir and other functions' code are simply not there.
 //!
 //! The jailer assembles the view inside the instance's own mount namespace, on an empty host
-//! directory (`staging`) that the host never sees mounted, then makes it the root with
-//! `pivot_root`.
+//! directory (`staging`) that the host never sees mounted, in two parts: the [`BaseView`]
+//! every instance of the server shares, built while the jailer waits for work, and the
+//! [`RootView`] of its function (code, runtime, `/tmp`), added when the work comes. Then
+//! `pivot_root` makes it the root.
 
 use std::collections::BTreeSet;
-use std::ffi::CString;
 use std::io;
 use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
 /// A host path an instance sees read-only.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -32,12 +36,19 @@ impl Bind {
     }
 }
 
-/// The filesystem an instance sees.
+/// What every instance of a server sees: a jailer builds it before it knows its function.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct RootView {
+pub struct BaseView {
     /// An existing empty host directory the view is assembled on.
     pub staging: PathBuf,
     /// What it sees read-only, in mount order (a later bind may sit inside an earlier one).
+    pub binds: Vec<Bind>,
+}
+
+/// What one instance adds to the [`BaseView`].
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RootView {
+    /// Its own read-only binds (its code, the runtime).
     pub binds: Vec<Bind>,
     /// Size of its private writable `/tmp`, MB.
     pub tmp_mb: u32,
@@ -46,7 +57,7 @@ pub struct RootView {
 }
 
 /// Character devices every process expects: (name, major, minor).
-const DEVICES: &[(&str, u32, u32)] = &[
+const DEVICES: &[(&str, u64, u64)] = &[
     ("null", 1, 3),
     ("zero", 1, 5),
     ("full", 1, 7),
@@ -62,43 +73,36 @@ const DEV_LINKS: &[(&str, &str)] = &[
     ("stderr", "/proc/self/fd/2"),
 ];
 
-/// One step of assembling the view, with host paths already under the staging directory.
+/// Directories every view has.
+const FIXED_DIRS: &[&str] = &["tmp", "proc", "dev", "var/task", "var/runtime"];
+
+/// One step of assembling a view, with paths already under the staging directory.
+#[derive(Debug, PartialEq, Eq)]
 enum Step {
-    Dir(CString),
-    File(CString),
+    Dir(PathBuf),
+    File(PathBuf),
     Symlink {
-        target: CString,
-        link: CString,
+        target: PathBuf,
+        link: PathBuf,
     },
     Bind {
-        source: CString,
-        target: CString,
+        source: PathBuf,
+        target: PathBuf,
     },
     Tmpfs {
-        target: CString,
-        options: CString,
+        target: PathBuf,
+        options: String,
     },
     Device {
-        path: CString,
-        major: u32,
-        minor: u32,
+        path: PathBuf,
+        major: u64,
+        minor: u64,
     },
 }
 
-/// The prepared assembly of a [`RootView`].
+/// Steps that build (part of) a view.
 pub(crate) struct Plan {
-    staging: CString,
     steps: Vec<Step>,
-    proc_dir: CString,
-    cwd: CString,
-}
-
-fn cstring(path: &Path) -> io::Result<CString> {
-    CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)
-}
-
-fn text(s: &str) -> io::Result<CString> {
-    CString::new(s).map_err(io::Error::other)
 }
 
 /// `target` (absolute, inside the view) as a relative path with normal components only.
@@ -125,212 +129,224 @@ fn relative(target: &Path) -> io::Result<PathBuf> {
     Ok(out)
 }
 
-impl Plan {
-    /// Prepares `view`: checks its sources and turns it into steps.
-    pub(crate) fn of(view: &RootView) -> io::Result<Plan> {
-        let root = &view.staging;
-        let mut steps = Vec::new();
-        let mut made = BTreeSet::new();
-        // Every directory on the way to `path` (relative), then `path` itself if `dir`.
-        let dirs = |steps: &mut Vec<Step>,
-                    made: &mut BTreeSet<PathBuf>,
-                    path: &Path,
-                    dir: bool|
-         -> io::Result<()> {
-            let mut at = PathBuf::new();
-            let parts: Vec<_> = path.components().collect();
-            for (i, part) in parts.iter().enumerate() {
-                at.push(part);
-                if (i + 1 < parts.len() || dir) && made.insert(at.clone()) {
-                    steps.push(Step::Dir(cstring(&root.join(&at))?));
+/// Builds the steps of a plan rooted at `root`, making each directory once.
+struct Builder<'a> {
+    root: &'a Path,
+    steps: Vec<Step>,
+    made: BTreeSet<PathBuf>,
+}
+
+impl Builder<'_> {
+    /// Every directory on the way to `path` (relative), then `path` itself if `dir`.
+    fn dirs(&mut self, path: &Path, dir: bool) {
+        let mut at = PathBuf::new();
+        let parts: Vec<_> = path.components().collect();
+        for (i, part) in parts.iter().enumerate() {
+            at.push(part);
+            if (i + 1 < parts.len() || dir) && self.made.insert(at.clone()) {
+                self.steps.push(Step::Dir(self.root.join(&at)));
+            }
+        }
+    }
+
+    fn binds(&mut self, binds: &[Bind]) -> io::Result<()> {
+        for bind in binds {
+            let inside = relative(&bind.target)?;
+            let meta = std::fs::symlink_metadata(&bind.source)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", bind.source.display())))?;
+            let at = self.root.join(&inside);
+            if meta.is_symlink() {
+                self.dirs(&inside, false);
+                if self.made.insert(inside.clone()) {
+                    let target = std::fs::read_link(&bind.source)?;
+                    self.steps.push(Step::Symlink { target, link: at });
+                }
+                continue;
+            }
+            if meta.is_dir() {
+                self.dirs(&inside, true);
+            } else {
+                self.dirs(&inside, false);
+                if self.made.insert(inside.clone()) {
+                    self.steps.push(Step::File(at.clone()));
                 }
             }
-            Ok(())
-        };
-        for fixed in ["tmp", "proc", "dev", "var/task", "var/runtime"] {
-            dirs(&mut steps, &mut made, Path::new(fixed), true)?;
+            self.steps.push(Step::Bind {
+                source: bind.source.clone(),
+                target: at,
+            });
         }
-        steps.push(Step::Tmpfs {
-            target: cstring(&root.join("tmp"))?,
-            options: text(&format!("size={}m,mode=1777", view.tmp_mb.max(1)))?,
-        });
-        steps.push(Step::Tmpfs {
-            target: cstring(&root.join("dev"))?,
-            options: text("size=64k,mode=755")?,
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// The shared part: the fixed directories, `/dev`, and the base binds.
+    pub(crate) fn base(view: &BaseView) -> io::Result<Plan> {
+        let mut b = Builder {
+            root: &view.staging,
+            steps: Vec::new(),
+            made: BTreeSet::new(),
+        };
+        for fixed in FIXED_DIRS {
+            b.dirs(Path::new(fixed), true);
+        }
+        let dev = view.staging.join("dev");
+        b.steps.push(Step::Tmpfs {
+            target: dev.clone(),
+            options: "size=64k,mode=755".to_owned(),
         });
         for (name, major, minor) in DEVICES {
-            steps.push(Step::Device {
-                path: cstring(&root.join("dev").join(name))?,
+            b.steps.push(Step::Device {
+                path: dev.join(name),
                 major: *major,
                 minor: *minor,
             });
         }
         for (name, to) in DEV_LINKS {
-            steps.push(Step::Symlink {
-                target: text(to)?,
-                link: cstring(&root.join("dev").join(name))?,
+            b.steps.push(Step::Symlink {
+                target: PathBuf::from(to),
+                link: dev.join(name),
             });
         }
-        for bind in &view.binds {
-            let inside = relative(&bind.target)?;
-            let meta = std::fs::symlink_metadata(&bind.source)
-                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", bind.source.display())))?;
-            let at = cstring(&root.join(&inside))?;
-            if meta.is_symlink() {
-                dirs(&mut steps, &mut made, &inside, false)?;
-                if made.insert(inside.clone()) {
-                    steps.push(Step::Symlink {
-                        target: cstring(&std::fs::read_link(&bind.source)?)?,
-                        link: at,
-                    });
-                }
-                continue;
-            }
-            if meta.is_dir() {
-                dirs(&mut steps, &mut made, &inside, true)?;
-            } else {
-                dirs(&mut steps, &mut made, &inside, false)?;
-                if made.insert(inside.clone()) {
-                    steps.push(Step::File(at.clone()));
-                }
-            }
-            steps.push(Step::Bind {
-                source: cstring(&bind.source)?,
-                target: at,
-            });
-        }
-        Ok(Plan {
-            staging: cstring(root)?,
-            steps,
-            proc_dir: cstring(&root.join("proc"))?,
-            cwd: cstring(&view.cwd)?,
-        })
+        b.binds(&view.binds)?;
+        Ok(Plan { steps: b.steps })
     }
 
-    /// In the child, inside its new mount namespace: builds the view on the staging
-    /// directory, everything but `/proc` (which must wait for the PID namespace).
-    ///
-    /// # Safety
-    /// Only in a single-threaded process, in a mount namespace of its own (it remounts `/`).
-    pub(crate) unsafe fn build(&self) -> io::Result<()> {
-        use nix::libc::{
-            mkdir, mknod, mount, open, symlink, MS_BIND, MS_NODEV, MS_NOSUID, MS_PRIVATE,
-            MS_RDONLY, MS_REC, MS_REMOUNT, O_CLOEXEC, O_CREAT, O_WRONLY, S_IFCHR,
+    /// One instance's part on top of the base at `staging`: its `/tmp` and its binds.
+    pub(crate) fn instance(staging: &Path, view: &RootView) -> io::Result<Plan> {
+        let mut b = Builder {
+            root: staging,
+            steps: Vec::new(),
+            // The base made these.
+            made: FIXED_DIRS
+                .iter()
+                .flat_map(|d| {
+                    Path::new(d)
+                        .ancestors()
+                        .filter(|a| !a.as_os_str().is_empty())
+                        .map(Path::to_path_buf)
+                        .collect::<Vec<_>>()
+                })
+                .collect(),
         };
-        let none: *const nix::libc::c_char = std::ptr::null();
-        let no_data: *const nix::libc::c_void = std::ptr::null();
-        // Whatever the server's umask, the view must be readable by the instance's user.
-        nix::libc::umask(0o022);
-        // Nothing mounted here propagates back to the host.
-        check(mount(
-            none,
-            c"/".as_ptr(),
-            none,
-            MS_REC | MS_PRIVATE,
-            no_data,
-        ))?;
-        check(mount(
-            c"tmpfs".as_ptr(),
-            self.staging.as_ptr(),
-            c"tmpfs".as_ptr(),
-            MS_NOSUID | MS_NODEV,
-            c"size=1m,mode=755".as_ptr().cast(),
-        ))?;
+        b.steps.push(Step::Tmpfs {
+            target: staging.join("tmp"),
+            options: format!("size={}m,mode=1777", view.tmp_mb.max(1)),
+        });
+        b.binds(&view.binds)?;
+        Ok(Plan { steps: b.steps })
+    }
+
+    /// Carries the steps out (in the instance's own mount namespace, on the staging root).
+    pub(crate) fn run(&self) -> io::Result<()> {
+        let none: Option<&str> = None;
         for step in &self.steps {
             match step {
-                Step::Dir(path) => check(mkdir(path.as_ptr(), 0o755))?,
-                Step::File(path) => {
-                    let fd = open(path.as_ptr(), O_WRONLY | O_CREAT | O_CLOEXEC, 0o644);
-                    if fd < 0 {
-                        return Err(io::Error::last_os_error());
+                Step::Dir(path) => {
+                    match nix::unistd::mkdir(path, Mode::from_bits_truncate(0o755)) {
+                        Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                        Err(e) => return Err(e.into()),
                     }
-                    nix::libc::close(fd);
                 }
-                Step::Symlink { target, link } => check(symlink(target.as_ptr(), link.as_ptr()))?,
-                Step::Tmpfs { target, options } => check(mount(
-                    c"tmpfs".as_ptr(),
-                    target.as_ptr(),
-                    c"tmpfs".as_ptr(),
-                    MS_NOSUID,
-                    options.as_ptr().cast(),
-                ))?,
-                Step::Device { path, major, minor } => check(mknod(
-                    path.as_ptr(),
-                    S_IFCHR | 0o666,
-                    nix::libc::makedev(*major, *minor),
-                ))?,
+                Step::File(path) => {
+                    std::fs::File::create(path)?;
+                }
+                Step::Symlink { target, link } => std::os::unix::fs::symlink(target, link)?,
+                Step::Tmpfs { target, options } => mount(
+                    Some("tmpfs"),
+                    target,
+                    Some("tmpfs"),
+                    MsFlags::MS_NOSUID,
+                    Some(options.as_str()),
+                )?,
+                Step::Device { path, major, minor } => {
+                    mknod(
+                        path,
+                        SFlag::S_IFCHR,
+                        Mode::from_bits_truncate(0o666),
+                        makedev(*major, *minor),
+                    )?;
+                    // mknod is subject to the umask: make the devices usable by anyone.
+                    std::fs::set_permissions(
+                        path,
+                        std::os::unix::fs::PermissionsExt::from_mode(0o666),
+                    )?;
+                }
                 Step::Bind { source, target } => {
-                    check(mount(
-                        source.as_ptr(),
-                        target.as_ptr(),
+                    mount(
+                        Some(source),
+                        target,
                         none,
-                        MS_BIND | MS_REC,
-                        no_data,
-                    ))?;
-                    check(mount(
+                        MsFlags::MS_BIND | MsFlags::MS_REC,
                         none,
-                        target.as_ptr(),
+                    )?;
+                    mount(
                         none,
-                        MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
-                        no_data,
-                    ))?;
+                        target,
+                        none,
+                        MsFlags::MS_BIND
+                            | MsFlags::MS_REMOUNT
+                            | MsFlags::MS_RDONLY
+                            | MsFlags::MS_NOSUID
+                            | MsFlags::MS_NODEV,
+                        none,
+                    )?;
                 }
-            }
-        }
-        // mknod above ignores the umask only partly: make the devices usable by anyone.
-        for step in &self.steps {
-            if let Step::Device { path, .. } = step {
-                check(nix::libc::chmod(path.as_ptr(), 0o666))?;
             }
         }
         Ok(())
-    }
-
-    /// In the child, now PID 1 of its namespace: mounts its `/proc`, makes the view the
-    /// root (the host's is detached), seals the root read-only and enters the working dir.
-    ///
-    /// # Safety
-    /// Only in a single-threaded process, after [`Plan::build`] in the same namespace.
-    pub(crate) unsafe fn enter(&self) -> io::Result<()> {
-        use nix::libc::{
-            chdir, mount, syscall, umount2, SYS_pivot_root, MNT_DETACH, MS_NODEV, MS_NOEXEC,
-            MS_NOSUID, MS_RDONLY, MS_REMOUNT,
-        };
-        let none: *const nix::libc::c_char = std::ptr::null();
-        let no_data: *const nix::libc::c_void = std::ptr::null();
-        check(mount(
-            c"proc".as_ptr(),
-            self.proc_dir.as_ptr(),
-            c"proc".as_ptr(),
-            MS_NOSUID | MS_NODEV | MS_NOEXEC,
-            no_data,
-        ))?;
-        check(chdir(self.staging.as_ptr()))?;
-        // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves
-        // only the view.
-        let dot = c".".as_ptr();
-        if syscall(SYS_pivot_root, dot, dot) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        check(umount2(dot, MNT_DETACH))?;
-        check(chdir(c"/".as_ptr()))?;
-        check(mount(
-            none,
-            c"/".as_ptr(),
-            none,
-            MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV,
-            no_data,
-        ))?;
-        check(chdir(self.cwd.as_ptr()))
     }
 }
 
-fn check(rc: i32) -> io::Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+/// In a new mount namespace: stops mounts propagating back to the host and mounts the
+/// view's root tmpfs on `staging`.
+pub(crate) fn prepare(staging: &Path) -> io::Result<()> {
+    let none: Option<&str> = None;
+    // Whatever the server's umask, the view must be readable by the instance's user.
+    nix::sys::stat::umask(Mode::from_bits_truncate(0o022));
+    mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)?;
+    mount(
+        Some("tmpfs"),
+        staging,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("size=1m,mode=755"),
+    )?;
+    Ok(())
+}
+
+/// As PID 1 of the instance's PID namespace: mounts its own `/proc` in the view.
+pub(crate) fn mount_proc(staging: &Path) -> io::Result<()> {
+    mount(
+        Some("proc"),
+        &staging.join("proc"),
+        Some("proc"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )?;
+    Ok(())
+}
+
+/// Makes the view at `staging` the root (the host's is detached), seals it read-only and
+/// enters `cwd`.
+pub(crate) fn enter(staging: &Path, cwd: &Path) -> io::Result<()> {
+    let none: Option<&str> = None;
+    nix::unistd::chdir(staging)?;
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it leaves only
+    // the view.
+    nix::unistd::pivot_root(".", ".")?;
+    umount2(".", MntFlags::MNT_DETACH)?;
+    nix::unistd::chdir("/")?;
+    mount(
+        none,
+        "/",
+        none,
+        MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        none,
+    )?;
+    nix::unistd::chdir(cwd)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -350,7 +366,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&host);
         std::fs::create_dir_all(host.join("usr/bin")).expect("dirs");
         std::os::unix::fs::symlink("usr/bin", host.join("bin")).expect("link");
-        let view = RootView {
+        let base = BaseView {
             staging: PathBuf::from("/stage"),
             binds: vec![
                 Bind {
@@ -366,15 +382,13 @@ mod tests {
                     target: PathBuf::from("/opt/a/b"),
                 },
             ],
-            tmp_mb: 512,
-            cwd: PathBuf::from("/var/task"),
         };
-        let plan = Plan::of(&view).expect("plan");
-        let dirs: Vec<String> = plan
+        let plan = Plan::base(&base).expect("plan");
+        let dirs: Vec<&Path> = plan
             .steps
             .iter()
             .filter_map(|s| match s {
-                Step::Dir(d) => Some(d.to_string_lossy().into_owned()),
+                Step::Dir(d) => Some(d.as_path()),
                 _ => None,
             })
             .collect();
@@ -385,13 +399,38 @@ mod tests {
             "/stage/usr",
         ] {
             assert_eq!(
-                dirs.iter().filter(|d| *d == expected).count(),
+                dirs.iter().filter(|d| **d == Path::new(expected)).count(),
                 1,
                 "{expected}"
             );
         }
-        assert!(plan.steps.iter().any(|s| matches!(s,
-            Step::Symlink { target, link } if target.to_bytes() == b"usr/bin" && link.to_bytes() == b"/stage/bin")));
+        assert!(plan.steps.contains(&Step::Symlink {
+            target: PathBuf::from("usr/bin"),
+            link: PathBuf::from("/stage/bin"),
+        }));
+        // An instance adds its /tmp and binds, not the directories the base made.
+        let view = RootView {
+            binds: vec![Bind {
+                source: host.join("usr"),
+                target: PathBuf::from("/var/task"),
+            }],
+            tmp_mb: 512,
+            cwd: PathBuf::from("/var/task"),
+        };
+        let mine = Plan::instance(Path::new("/stage"), &view).expect("plan");
+        assert_eq!(
+            mine.steps,
+            vec![
+                Step::Tmpfs {
+                    target: PathBuf::from("/stage/tmp"),
+                    options: "size=512m,mode=1777".to_owned(),
+                },
+                Step::Bind {
+                    source: host.join("usr"),
+                    target: PathBuf::from("/stage/var/task"),
+                },
+            ]
+        );
         let _ = std::fs::remove_dir_all(&host);
     }
 }
