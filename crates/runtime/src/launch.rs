@@ -103,7 +103,12 @@ impl Launcher {
                 staging: config.staging.clone(),
                 binds: common_binds.clone(),
             });
-            ShellPool::new(jailer, config.cgroups.clone(), config.warm_shells)
+            let pool = ShellPool::new(jailer, config.cgroups.clone(), config.warm_shells);
+            // Waiting before the first invocation comes.
+            if tokio::runtime::Handle::try_current().is_ok() {
+                pool.refill();
+            }
+            pool
         });
         Launcher {
             config,

@@ -86,8 +86,9 @@ impl ShellPool {
         }
     }
 
-    /// Tops the pool up to its target in the background (one refill at a time).
-    fn refill(self: &Arc<Self>) {
+    /// Tops the pool up to its target in the background (one refill at a time); needs a
+    /// Tokio runtime.
+    pub(crate) fn refill(self: &Arc<Self>) {
         if self.target == 0
             || self.closed.load(Ordering::SeqCst)
             || self.refilling.swap(true, Ordering::SeqCst)

@@ -2,9 +2,9 @@
 //! cgroups first), reads two lines of JSON on stdin (a Unix socket): the [`BaseView`] every
 //! instance shares, which it builds at once (namespaces, the common root view, the PID-1
 //! child), then, when there is work, the [`ProcessSpec`] to run, whose own parts (code,
-//! `/tmp`, network, user, seccomp) it adds before it becomes the instance's runtime. Being a process of its own, single-threaded and fresh
-//! from exec, it may allocate and report errors plainly — unlike code between fork and exec
-//! in the multi-threaded server.
+//! `/tmp`, network, user, seccomp) it adds before it becomes the instance's runtime. Being a
+//! process of its own, single-threaded and fresh from exec, it may allocate and report
+//! errors plainly — unlike code between fork and exec in the multi-threaded server.
 //!
 //! With namespaces it forks once more: the runtime is PID 1 of its new PID namespace, and
 //! the jailer stays outside as its parent, waiting to exit as it does (so the server, which
@@ -20,8 +20,9 @@ use crate::{identity, network, rootfs, seccomp, BaseView, ProcessSpec, HOSTNAME,
 pub const SETUP_FAILED: i32 = 127;
 
 /// Runs the jailer, started as `jail <server pid> [<cgroup.procs file>…]`: ties itself to
-/// the server, joins its cgroups, reads a [`ProcessSpec`] from stdin and executes it in its
-/// sandbox. Never returns; on failure says why on stderr and exits with [`SETUP_FAILED`].
+/// the server, joins its cgroups, builds the base view it reads from stdin, then runs the
+/// [`ProcessSpec`] that follows in its sandbox. Never returns; on failure says why on stderr
+/// and exits with [`SETUP_FAILED`].
 pub fn main() -> ! {
     let error = match join().and_then(|()| run()) {
         Ok(never) => match never {},
