@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{function_dir, processes_with_env, Server};
+use crate::support::{eventually, function_dir, processes_with_env, Server};
 
 /// A function that reports the instance it runs in and can leave a detached process behind.
 const MARKED_FUNCTION: &str = r#"
@@ -94,9 +94,36 @@ fn sigkill_of_the_server_leaves_no_instance_behind() {
         !processes_with_env(MARKER, &marker).is_empty(),
         "a warm instance should run"
     );
+    let server_pid = server.child.id();
+    let jailers = || jailers_of(server_pid);
+    assert!(!jailers().is_empty(), "shells wait for the next cold start");
     server.child.kill().expect("SIGKILL the server");
     let _ = server.child.wait();
     assert!(all_gone(&marker), "an instance outlived a SIGKILLed server");
+    assert!(
+        eventually(Duration::from_secs(10), || jailers().is_empty()),
+        "waiting shells outlived a SIGKILLed server: {:?}",
+        jailers()
+    );
+}
+
+/// The jailer processes (waiting shells, and instances' outer processes) of the server
+/// `pid`: their command line is `nimbus-jail jail <server pid> …`.
+fn jailers_of(pid: u32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|cmdline| {
+                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+                args.len() > 2 && args[1] == b"jail" && args[2] == pid.to_string().as_bytes()
+            })
+        })
+        .filter(|p| !crate::support::process_gone(*p))
+        .collect()
 }
 
 #[test]
