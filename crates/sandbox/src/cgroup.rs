@@ -258,3 +258,99 @@ impl InstanceCgroup {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory standing in for a cgroup mount: plain files take the writes.
+    fn fake_root(name: &str) -> PathBuf {
+        let root =
+            std::env::temp_dir().join(format!("nimbus-cgroup-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        std::fs::create_dir_all(&root).expect("fake root");
+        root
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path)
+            .expect("read")
+            .trim()
+            .to_owned()
+    }
+
+    #[test]
+    fn v2_limits_memory_pids_and_cpu_weight_in_one_directory() {
+        let root = fake_root("v2");
+        std::fs::write(
+            root.join("cgroup.controllers"),
+            "cpuset cpu io memory pids\n",
+        )
+        .expect("w");
+        let cgroups = Cgroups::detect_at(&root).expect("a v2 layout");
+        assert_eq!(cgroups.layout, Layout::V2);
+        let parent = root.join(format!("nimbus-{}", std::process::id()));
+        assert_eq!(
+            read(&parent.join("cgroup.subtree_control")),
+            "+memory +pids +cpu"
+        );
+        let cgroup = cgroups.create("i1", 128).expect("create");
+        let dir = parent.join("i1");
+        assert_eq!(read(&dir.join("memory.max")), (128u64 << 20).to_string());
+        assert_eq!(read(&dir.join("pids.max")), "1024");
+        assert_eq!(
+            read(&dir.join("cpu.weight")),
+            "7",
+            "128 MB is 7% of a vCPU's weight"
+        );
+        assert_eq!(cgroup.procs, vec![dir.join("cgroup.procs")]);
+        // A shell made ahead learns its function's memory later: 1769 MB is one vCPU.
+        cgroup.limit(1769).expect("limit");
+        assert_eq!(read(&dir.join("memory.max")), (1769u64 << 20).to_string());
+        assert_eq!(read(&dir.join("cpu.weight")), "100");
+        std::fs::write(
+            dir.join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+        )
+        .expect("w");
+        std::fs::write(dir.join("memory.peak"), "52428800\n").expect("w");
+        assert!(cgroup.oom_killed());
+        assert_eq!(cgroup.max_memory_bytes(), Some(52_428_800));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn v1_limits_each_controller_in_its_own_hierarchy() {
+        let root = fake_root("v1");
+        for controller in ["memory", "pids", "cpu"] {
+            std::fs::create_dir_all(root.join(controller)).expect("dir");
+        }
+        std::fs::write(root.join("memory/memory.limit_in_bytes"), "max").expect("w");
+        let cgroups = Cgroups::detect_at(&root).expect("a v1 layout");
+        assert_eq!(cgroups.layout, Layout::V1);
+        let cgroup = cgroups.create("i1", 512).expect("create");
+        let dir = |c: &str| {
+            root.join(c)
+                .join(format!("nimbus-{}", std::process::id()))
+                .join("i1")
+        };
+        assert_eq!(
+            read(&dir("memory").join("memory.limit_in_bytes")),
+            (512u64 << 20).to_string()
+        );
+        assert_eq!(read(&dir("pids").join("pids.max")), "1024");
+        assert_eq!(
+            read(&dir("cpu").join("cpu.shares")),
+            "296",
+            "512/1769 of 1024 shares"
+        );
+        assert_eq!(cgroup.procs.len(), 3, "one cgroup.procs per hierarchy");
+        std::fs::write(
+            dir("memory").join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+        )
+        .expect("w");
+        assert!(!cgroup.oom_killed());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+}
