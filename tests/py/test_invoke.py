@@ -523,3 +523,23 @@ def test_log_type_must_be_tail_or_none(nimbus, make_function):
         "POST", f"/2015-03-31/functions/{name}/invocations", b"{}", headers={"X-Amz-Log-Type": "Verbose"})
     assert status == 400
     assert headers.get("x-amzn-errortype") == "ValidationException"
+
+
+def test_python_sources_are_compiled_once_and_stay_read_only(nimbus, client, make_function):
+    """Instances see their code read-only, so without help every cold start would compile
+    every module it imports; the server compiles a package's sources once, beside them."""
+    name = unique_name()
+    source = "import helper\ndef handler(event, context):\n    return helper.VALUE\n"
+    created = make_function(make_zip({"app.py": source, "pkg/__init__.py": "",
+                                      "helper.py": "VALUE = 'from helper'\n"}), name=name)
+    sha = base64.b64decode(created["CodeSha256"]).hex()
+    code = nimbus.data_dir / "code" / sha
+    compiled = code / "__pycache__"
+    deadline = time.monotonic() + 30
+    while not (compiled.is_dir() and any(compiled.glob("helper.*.pyc"))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert any(compiled.glob("helper.*.pyc")) and any((code / "pkg" / "__pycache__").glob("__init__.*.pyc")), \
+        sorted(p.name for p in code.rglob("*"))
+    for path in [code, compiled, *compiled.iterdir()]:
+        assert path.stat().st_mode & 0o222 == 0, f"{path} is writable"
+    assert invoke_ok(client, name) == "from helper"

@@ -175,7 +175,10 @@ impl Platform {
                 ),
             ));
         }
-        self.code.install(zip).await.map_err(store_error)
+        let installed = self.code.install(zip).await.map_err(store_error)?;
+        // Ready by the first cold start, most likely: compiling runs in the background.
+        self.scheduler.precompile(&installed.sha256_hex);
+        Ok(installed)
     }
 
     /// CreateFunction: validates everything, stores the code, then records the function.

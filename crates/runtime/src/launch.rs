@@ -425,6 +425,11 @@ impl Launcher {
         }
     }
 
+    /// The interpreter Python functions run under.
+    pub fn python(&self) -> &Path {
+        &self.config.python
+    }
+
     /// The ARN scope instances report.
     pub fn scope(&self) -> &ArnScope {
         &self.scope

@@ -296,6 +296,10 @@ impl Scheduler {
         init: InitType,
     ) -> Result<Result<Instance, nimbus_runtime::launch::MissingEntrypoint>, InvokeError> {
         let code_dir = self.code.path(&function.code_sha256_hex).await?;
+        if function.spec.runtime.family() != nimbus_core::RuntimeFamily::Node {
+            // This start compiles what it imports; the next ones load the bytecode.
+            self.precompile(&function.code_sha256_hex);
+        }
         let started = self.launcher.start(function, &code_dir, init).await?;
         if let Ok(instance) = &started {
             self.state().instances.insert(
@@ -414,6 +418,13 @@ impl Scheduler {
         let gone = self.state().close();
         drop(gone);
         self.released.notify_waiters();
+    }
+
+    /// Compiles package `sha256_hex`'s Python sources in the background (once per node), so
+    /// cold starts load bytecode instead of compiling every module they import.
+    pub fn precompile(&self, sha256_hex: &str) {
+        self.code
+            .precompile_python(sha256_hex, self.launcher.python());
     }
 
     /// Every live instance (of `function`, if given), oldest first.

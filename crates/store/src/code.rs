@@ -30,7 +30,12 @@ pub struct CodeCache {
     blobs: Arc<dyn BlobStore>,
     /// One lock per package being unpacked, so each is unpacked once.
     unpacking: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Packages whose Python sources are being compiled.
+    compiling: Mutex<std::collections::HashSet<String>>,
 }
+
+/// How long compiling one package's Python sources may take.
+const COMPILE_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl CodeCache {
     /// A cache under `root` backed by `blobs`; leftovers of interrupted unpacks are removed.
@@ -45,6 +50,7 @@ impl CodeCache {
             root: root.to_owned(),
             blobs,
             unpacking: Mutex::new(HashMap::new()),
+            compiling: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -90,6 +96,42 @@ impl CodeCache {
             self.publish(sha256_hex).await?;
         }
         Ok(dir)
+    }
+
+    /// Compiles the Python sources of the unpacked package `sha256_hex` into `__pycache__`
+    /// with `python`, once per node, in the background. Instances see their code read-only
+    /// and so compile every module they import at every cold start (seconds for a vendored
+    /// SDK); with the bytecode beside the sources they load it instead. The package stays
+    /// sealed to instances; what fails to compile is simply compiled at import, as before.
+    pub fn precompile_python(self: &Arc<Self>, sha256_hex: &str, python: &Path) {
+        let done = self.root.join(format!("{sha256_hex}.compiled"));
+        let dir = self.dir(sha256_hex);
+        if done.exists() || !dir.is_dir() {
+            return;
+        }
+        {
+            let mut compiling = match self.compiling.lock() {
+                Ok(set) => set,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            if !compiling.insert(sha256_hex.to_owned()) {
+                return;
+            }
+        }
+        let (cache, sha, python) = (self.clone(), sha256_hex.to_owned(), python.to_owned());
+        tokio::spawn(async move {
+            match compile_python(&python, &dir).await {
+                Ok(()) => {
+                    let _ = std::fs::write(&done, "");
+                }
+                Err(e) => {
+                    tracing::warn!(package = %sha, error = %e, "could not precompile Python sources")
+                }
+            }
+            if let Ok(mut compiling) = cache.compiling.lock() {
+                compiling.remove(&sha);
+            }
+        });
     }
 
     fn dir(&self, sha256_hex: &str) -> PathBuf {
@@ -155,6 +197,65 @@ impl CodeCache {
                 source: std::io::Error::other(e.to_string()),
             })?
     }
+}
+
+/// Runs `python -m compileall` over the sealed tree `dir` (unsealed meanwhile for the
+/// server's user; instances only ever see it read-only). Files that do not compile are
+/// not an error: compileall reports them and the rest is compiled.
+async fn compile_python(python: &Path, dir: &Path) -> Result<()> {
+    let io = |what: &str| StoreError::io(format!("{what} {}", dir.display()));
+    let blocking = |f: Box<dyn FnOnce() -> Result<()> + Send>| async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| StoreError::Io {
+                what: "sealing code".to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            })?
+    };
+    let target = dir.to_owned();
+    blocking(Box::new(move || unseal_dirs(&target))).await?;
+    let compiled = tokio::time::timeout(
+        COMPILE_LIMIT,
+        tokio::process::Command::new(python)
+            .args(["-m", "compileall", "-q"])
+            .arg(dir)
+            .env_clear()
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .status(),
+    )
+    .await;
+    let target = dir.to_owned();
+    blocking(Box::new(move || seal(&target))).await?;
+    match compiled {
+        Ok(status) => status.map(drop).map_err(io("compiling")),
+        Err(_) => Err(StoreError::Io {
+            what: format!("compiling {}", dir.display()),
+            source: std::io::Error::other("took too long"),
+        }),
+    }
+}
+
+/// Gives the owner write access to every directory of a sealed tree, so new files
+/// (`__pycache__`) can be made in it.
+fn unseal_dirs(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::symlink_metadata(dir)
+        .map_err(StoreError::io(format!("reading {}", dir.display())))?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+        .map_err(StoreError::io(format!("unsealing {}", dir.display())))?;
+    for entry in
+        std::fs::read_dir(dir).map_err(StoreError::io(format!("reading {}", dir.display())))?
+    {
+        let entry = entry.map_err(StoreError::io(format!("reading {}", dir.display())))?;
+        unseal_dirs(&entry.path())?;
+    }
+    Ok(())
 }
 
 /// Makes an unpacked tree read-only to everyone and readable by anyone: instances run as
