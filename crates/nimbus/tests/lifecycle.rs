@@ -110,20 +110,10 @@ fn sigkill_of_the_server_leaves_no_instance_behind() {
 /// The jailer processes (waiting shells, and instances' outer processes) of the server
 /// `pid`: their command line is `nimbus-jail jail <server pid> …`.
 fn jailers_of(pid: u32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|cmdline| {
-                let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-                args.len() > 2 && args[1] == b"jail" && args[2] == pid.to_string().as_bytes()
-            })
-        })
-        .filter(|p| !crate::support::process_gone(*p))
-        .collect()
+    let pid = pid.to_string();
+    crate::support::live_processes("cmdline", |args| {
+        args.len() > 2 && args[1] == b"jail" && args[2] == pid.as_bytes()
+    })
 }
 
 #[test]

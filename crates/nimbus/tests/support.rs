@@ -221,9 +221,9 @@ pub fn process_gone(pid: i32) -> bool {
     }
 }
 
-/// The processes whose environment holds `KEY=VALUE` (an instance and what it started).
-pub fn processes_with_env(key: &str, value: &str) -> Vec<i32> {
-    let needle = format!("{key}={value}");
+/// The live processes whose `/proc/<pid>/<file>` (NUL-separated) has an entry for which
+/// `wanted` holds, given all the entries.
+pub fn live_processes(file: &str, wanted: impl Fn(&[&[u8]]) -> bool) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -231,11 +231,19 @@ pub fn processes_with_env(key: &str, value: &str) -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+            std::fs::read(format!("/proc/{pid}/{file}")).is_ok_and(|text| {
+                let fields: Vec<&[u8]> = text.split(|b| *b == 0).collect();
+                wanted(&fields)
+            })
         })
         .filter(|pid| !process_gone(*pid))
         .collect()
+}
+
+/// The processes whose environment holds `KEY=VALUE` (an instance and what it started).
+pub fn processes_with_env(key: &str, value: &str) -> Vec<i32> {
+    let needle = format!("{key}={value}");
+    live_processes("environ", |vars| vars.contains(&needle.as_bytes()))
 }
 
 /// A tiny HTTP endpoint on loopback that functions report to (they cannot reach the test's

@@ -375,7 +375,7 @@ impl Launcher {
             drop(uid);
             if let Some(cgroup) = watched {
                 // Its processes are exiting; the directory goes once they have.
-                let _ = tokio::task::spawn_blocking(move || cgroup.remove()).await;
+                remove_later(cgroup);
             }
         });
         tracing::debug!(function = %function.name, instance = %id, pid, "instance started");
@@ -399,24 +399,19 @@ impl Launcher {
         let Some(shells) = &self.shells else {
             return Ok((nimbus_sandbox::spawn_plain(spec)?, None, None));
         };
-        let mut shell = shells.take().await?;
+        let mut shell = shells.take()?;
         let cgroup = shell.cgroup.take();
         let limited = match &cgroup {
             Some(cgroup) => cgroup.limit(memory_mb).map_err(RuntimeError::Cgroup),
             None => Ok(()),
         };
-        match limited {
-            Ok(()) => match shell.run(spec).await {
-                Ok((child, listener)) => Ok((child, cgroup, listener)),
-                Err(e) => {
-                    if let Some(cgroup) = cgroup {
-                        remove_later(cgroup);
-                    }
-                    Err(e.into())
-                }
-            },
+        let started = match limited {
+            Ok(()) => shell.run(spec).await.map_err(RuntimeError::from),
+            Err(e) => Err(e), // the shell is killed as it is dropped
+        };
+        match started {
+            Ok((child, listener)) => Ok((child, cgroup, listener)),
             Err(e) => {
-                drop(shell);
                 if let Some(cgroup) = cgroup {
                     remove_later(cgroup);
                 }

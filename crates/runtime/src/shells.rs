@@ -41,7 +41,7 @@ impl ShellPool {
     }
 
     /// A shell for a new instance: a waiting one if there is one, else a new one.
-    pub(crate) async fn take(self: &Arc<Self>) -> Result<Shell, RuntimeError> {
+    pub(crate) fn take(self: &Arc<Self>) -> Result<Shell, RuntimeError> {
         let waiting = loop {
             let next = lock(&self.idle).pop();
             match next {
@@ -57,12 +57,12 @@ impl ShellPool {
         self.refill();
         match waiting {
             Some(shell) => Ok(shell),
-            None => self.start_one().await,
+            None => self.start_one(),
         }
     }
 
     /// Starts one shell in fresh cgroups.
-    async fn start_one(&self) -> Result<Shell, RuntimeError> {
+    fn start_one(&self) -> Result<Shell, RuntimeError> {
         let cgroup = match &self.cgroups {
             Some(cgroups) => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
@@ -98,7 +98,7 @@ impl ShellPool {
         let pool = self.clone();
         tokio::spawn(async move {
             while !pool.closed.load(Ordering::SeqCst) && lock(&pool.idle).len() < pool.target {
-                match pool.start_one().await {
+                match pool.start_one() {
                     Ok(shell) => lock(&pool.idle).push(shell),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not start a waiting shell");

@@ -221,13 +221,9 @@ impl Plan {
             // The base made these.
             made: FIXED_DIRS
                 .iter()
-                .flat_map(|d| {
-                    Path::new(d)
-                        .ancestors()
-                        .filter(|a| !a.as_os_str().is_empty())
-                        .map(Path::to_path_buf)
-                        .collect::<Vec<_>>()
-                })
+                .flat_map(|d| Path::new(d).ancestors())
+                .filter(|a| !a.as_os_str().is_empty())
+                .map(Path::to_path_buf)
                 .collect(),
         };
         b.steps.push(Step::Tmpfs {

@@ -153,7 +153,7 @@ impl CodeCache {
 
     async fn unpack_to_staging(&self, zip: Bytes, sha256_hex: &str) -> Result<Unpacked> {
         let staging = self.staging(sha256_hex);
-        tokio::task::spawn_blocking(move || {
+        off_thread("unpacking code", move || {
             if staging.exists() {
                 remove_tree(&staging)?;
             }
@@ -179,10 +179,6 @@ impl CodeCache {
             }
         })
         .await
-        .map_err(|e| StoreError::Io {
-            what: "unpacking code".to_owned(),
-            source: std::io::Error::other(e.to_string()),
-        })?
     }
 
     async fn publish(&self, sha256_hex: &str) -> Result<()> {
@@ -190,30 +186,29 @@ impl CodeCache {
         tokio::fs::rename(&from, &to)
             .await
             .map_err(StoreError::io(format!("publishing {}", to.display())))?;
-        tokio::task::spawn_blocking(move || seal_one(&to))
-            .await
-            .map_err(|e| StoreError::Io {
-                what: "sealing code".to_owned(),
-                source: std::io::Error::other(e.to_string()),
-            })?
+        off_thread("sealing code", move || seal_one(&to)).await
     }
+}
+
+/// Runs the blocking file work `f` off the async threads; `what` names it if the task dies.
+async fn off_thread<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Io {
+            what: what.to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?
 }
 
 /// Runs `python -m compileall` over the sealed tree `dir` (unsealed meanwhile for the
 /// server's user; instances only ever see it read-only). Files that do not compile are
 /// not an error: compileall reports them and the rest is compiled.
 async fn compile_python(python: &Path, dir: &Path) -> Result<()> {
-    let io = |what: &str| StoreError::io(format!("{what} {}", dir.display()));
-    let blocking = |f: Box<dyn FnOnce() -> Result<()> + Send>| async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| StoreError::Io {
-                what: "sealing code".to_owned(),
-                source: std::io::Error::other(e.to_string()),
-            })?
-    };
     let target = dir.to_owned();
-    blocking(Box::new(move || unseal_dirs(&target))).await?;
+    off_thread("unsealing code", move || unseal_dirs(&target)).await?;
     let compiled = tokio::time::timeout(
         COMPILE_LIMIT,
         tokio::process::Command::new(python)
@@ -228,9 +223,11 @@ async fn compile_python(python: &Path, dir: &Path) -> Result<()> {
     )
     .await;
     let target = dir.to_owned();
-    blocking(Box::new(move || seal(&target))).await?;
+    off_thread("sealing code", move || seal(&target)).await?;
     match compiled {
-        Ok(status) => status.map(drop).map_err(io("compiling")),
+        Ok(status) => status
+            .map(drop)
+            .map_err(StoreError::io(format!("compiling {}", dir.display()))),
         Err(_) => Err(StoreError::Io {
             what: format!("compiling {}", dir.display()),
             source: std::io::Error::other("took too long"),
