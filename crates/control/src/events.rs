@@ -181,7 +181,7 @@ impl Platform {
             return;
         }
         let result = self
-            .invoke(Invoke {
+            .invoke_to_end(Invoke {
                 function: event.function.clone(),
                 qualifier: event.qualifier.clone(),
                 payload: Bytes::from(event.payload.clone()),

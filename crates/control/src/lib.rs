@@ -596,7 +596,22 @@ impl Platform {
     }
 
     /// Invoke (RequestResponse): runs the function and returns its result or error payload.
-    pub async fn invoke(&self, request: Invoke) -> Result<InvokeResult> {
+    ///
+    /// The invocation runs in a task of its own, so a caller that gives up (a read timeout,
+    /// a closed connection) does not cut it short: as on Lambda, it runs to completion or
+    /// its timeout, is logged and billed, and its instance and every counter come back.
+    pub async fn invoke(self: &Arc<Self>, request: Invoke) -> Result<InvokeResult> {
+        let platform = self.clone();
+        tokio::spawn(async move { platform.invoke_to_end(request).await })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "an invocation task failed");
+                Error::service("the invocation failed inside the server; retry it")
+            })?
+    }
+
+    /// [`Platform::invoke`] on the caller's task: the caller must not drop it midway.
+    async fn invoke_to_end(&self, request: Invoke) -> Result<InvokeResult> {
         let (entry, invoked) = self
             .invoke_target(&request.function, request.qualifier.as_deref())
             .await?;
