@@ -47,7 +47,8 @@ def test_a_server_without_root_says_what_it_lacks_and_still_runs_functions(unpri
     with urllib.request.urlopen(f"{srv.endpoint}/nimbus/v1/health") as r:
         isolation = json.load(r)["isolation"]
     for missing in ["pid_namespace", "mount_namespace", "root_view", "private_tmp",
-                    "unprivileged_user", "capabilities_dropped", "memory_limit", "pids_limit"]:
+                    "unprivileged_user", "capabilities_dropped", "memory_limit", "pids_limit",
+                    "cgroup_freezer"]:
         assert isolation[missing] is False, (missing, isolation)
     assert isolation["cgroups"] is None
     assert isolation["seccomp"] and isolation["rlimits"] and isolation["no_new_privs"], isolation

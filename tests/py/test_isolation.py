@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.request
 
 import pytest
 
-from helpers import make_zip, unique_name
+from helpers import make_zip, tagged_pids, unique_name, wait_tagged_gone
 
 HOG = '''
 def handler(event, context):
@@ -132,3 +133,49 @@ def test_seccomp_denies_what_functions_never_need(nimbus, client, make_function)
     make_function(make_zip({"app.py": SYSCALLS}), name=name)
     out = json.loads(client.invoke(FunctionName=name, Payload=b"{}")["Payload"].read())
     assert out == {"unshare": 1, "mount": 1, "ptrace": 1, "getpid": True}, out  # EPERM
+
+
+ESCAPER = '''
+import os, subprocess
+def handler(event, context):
+    # A child in a session of its own (setsid): out of the instance's process group.
+    subprocess.Popen(["/bin/sh", "-c", "while :; do :; done"], start_new_session=True,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return "spinning"
+'''
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_frozen_instance_is_frozen_whole_even_a_process_that_left_its_group(
+        nimbus, client, make_function):
+    if not health(nimbus)["isolation"]["cgroup_freezer"]:
+        pytest.skip("this host gives the server no cgroup freezer")
+    tag = unique_name("escaper")
+    name = unique_name()
+    make_function(make_zip({"app.py": ESCAPER}), name=name,
+                  Environment={"Variables": {"NIMBUS_E2E_TAG": tag}})
+    try:
+        assert json.loads(client.invoke(FunctionName=name, Payload=b"{}")["Payload"].read()) == "spinning"
+        deadline = time.monotonic() + 5
+        spinners = set()
+        while not spinners and time.monotonic() < deadline:
+            spinners = {p for p in tagged_pids(tag) if "while" in open(f"/proc/{p}/cmdline").read()}
+            time.sleep(0.05)
+        assert spinners, "the detached child runs"
+        spinner = spinners.pop()
+        time.sleep(0.5)  # idle instances are frozen after 100 ms
+        before = cpu_seconds(spinner)
+        time.sleep(1.0)
+        burnt = cpu_seconds(spinner) - before
+        # Unfrozen, the loop takes a whole core: about a second in that time.
+        assert burnt < 0.1, f"the detached process burnt {burnt:.2f} s of CPU while its instance was idle"
+        # Thawed for the next invocation, the instance serves it.
+        assert json.loads(client.invoke(FunctionName=name, Payload=b"{}")["Payload"].read()) == "spinning"
+    finally:
+        client.delete_function(FunctionName=name)
+        assert not wait_tagged_gone(tagged_pids(tag)), "nothing of the instance outlives it"

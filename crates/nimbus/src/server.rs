@@ -222,6 +222,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "memory_limit": cgroups.is_some(),
         "pids_limit": cgroups.is_some(),
         "cpu_share": cgroups.is_some(),
+        // Idle instances frozen whole (every process of their cgroup), not by signals to
+        // their process group, which a process that calls setsid() escapes.
+        "cgroup_freezer": cgroups.as_ref().is_some_and(|c| c.freezer),
         "seccomp": sandbox.seccomp,
         "rlimits": true,
         "no_new_privs": true,

@@ -142,6 +142,8 @@ pub struct Instance {
     pub(crate) cgroup: Option<Arc<nimbus_sandbox::cgroup::InstanceCgroup>>,
     /// Asks the output task to drain what the process has written.
     pub(crate) flush: mpsc::Sender<crate::output::FlushRequest>,
+    /// Whether it is frozen now.
+    pub(crate) frozen: bool,
 }
 
 impl Instance {
@@ -313,19 +315,52 @@ impl Instance {
         became_ready
     }
 
-    /// Kills the process group now.
+    /// Kills the process group now (everything else in its PID namespace dies with it).
     pub fn kill(&self) {
         nimbus_sandbox::kill_group(self.pid);
+        if self.frozen {
+            // A frozen v1 cgroup holds SIGKILL until it is thawed.
+            if let Some(cgroup) = self.freezer() {
+                let _ = cgroup.set_frozen(false);
+            }
+        }
     }
 
-    /// Stops every process of the instance (it uses no CPU while idle).
-    pub fn freeze(&self) {
-        nimbus_sandbox::signal_group(self.pid, nix::sys::signal::Signal::SIGSTOP);
+    /// The instance's cgroup, if it can freeze the whole instance.
+    fn freezer(&self) -> Option<&nimbus_sandbox::cgroup::InstanceCgroup> {
+        self.cgroup.as_deref().filter(|c| c.can_freeze())
     }
 
-    /// Resumes a frozen instance.
-    pub fn thaw(&self) {
+    /// Stops every process of the instance, so it uses no CPU while idle: through its
+    /// cgroup's freezer where the host has one (a process that called `setsid` is out of
+    /// reach of signals to the group), else SIGSTOP to its process group.
+    pub fn freeze(&mut self) {
+        let frozen = match self.freezer() {
+            Some(cgroup) => cgroup.set_frozen(true),
+            None => Err(std::io::Error::from(std::io::ErrorKind::Unsupported)),
+        };
+        if let Err(e) = frozen {
+            if e.kind() != std::io::ErrorKind::Unsupported {
+                tracing::warn!(instance = %self.shared.identity.id, error = %e, "freezing the instance's cgroup failed; stopping its process group");
+            }
+            nimbus_sandbox::signal_group(self.pid, nix::sys::signal::Signal::SIGSTOP);
+        }
+        self.frozen = true;
+    }
+
+    /// Resumes a frozen instance (nothing to do if it is not frozen).
+    pub fn thaw(&mut self) {
+        if !self.frozen {
+            return;
+        }
+        if let Some(cgroup) = self.freezer() {
+            if let Err(e) = cgroup.set_frozen(false) {
+                tracing::warn!(instance = %self.shared.identity.id, error = %e, "thawing the instance's cgroup failed");
+            }
+        }
+        // Also continues what a signal stopped (the fallback freeze).
         nimbus_sandbox::signal_group(self.pid, nix::sys::signal::Signal::SIGCONT);
+        self.frozen = false;
     }
 }
 

@@ -389,6 +389,7 @@ impl Launcher {
             started,
             warm: false,
             flush,
+            frozen: false,
             pid_namespace: self.config.sandbox.namespaces,
             cgroup,
         }))

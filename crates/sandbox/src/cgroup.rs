@@ -1,7 +1,9 @@
 //! Per-instance cgroups: a memory limit (the function's MemorySize), a pids limit, and a
 //! CPU share proportional to memory (1,769 MB = one vCPU's worth). Both layouts are
 //! supported: v1 (one hierarchy per controller) and v2 (unified). Nimbus keeps its cgroups
-//! under a parent of its own, `nimbus-<server pid>`, removed when the server stops.
+//! under a parent of its own, `nimbus-<server pid>`, removed when the server stops. Idle
+//! instances are frozen whole through the cgroup (v1's `freezer` hierarchy, v2's
+//! `cgroup.freeze`): a process that left the instance's process group freezes too.
 
 use std::path::{Path, PathBuf};
 
@@ -24,8 +26,20 @@ pub enum Layout {
 pub struct Cgroups {
     /// The layout.
     pub layout: Layout,
+    /// Whether instances can be frozen through their cgroup (v2 always; v1 where the
+    /// `freezer` hierarchy is mounted). Without it idle instances are stopped by signal.
+    pub freezer: bool,
     root: PathBuf,
     parent: String,
+}
+
+/// The v1 hierarchies an instance joins: one per controller.
+fn v1_controllers(freezer: bool) -> &'static [&'static str] {
+    if freezer {
+        &["memory", "pids", "cpu", "freezer"]
+    } else {
+        &["memory", "pids", "cpu"]
+    }
 }
 
 /// One instance's cgroup(s).
@@ -38,6 +52,8 @@ pub struct InstanceCgroup {
     pub(crate) procs: Vec<PathBuf>,
     memory: PathBuf,
     cpu: PathBuf,
+    /// The file that freezes and thaws the whole cgroup, if the host has one.
+    freeze: Option<PathBuf>,
 }
 
 fn write(path: &Path, value: &str) -> std::io::Result<()> {
@@ -65,7 +81,9 @@ impl Cgroups {
         } else {
             return None;
         };
-        let cgroups = Cgroups {
+        let mut cgroups = Cgroups {
+            // v1 freezes through the `freezer` hierarchy, where it is mounted.
+            freezer: layout == Layout::V1 && root.join("freezer/tasks").exists(),
             layout,
             root: root.to_owned(),
             parent,
@@ -77,10 +95,16 @@ impl Cgroups {
                 std::fs::create_dir_all(&dir).ok()?;
                 write(&root.join("cgroup.subtree_control"), "+memory +pids +cpu").ok();
                 write(&dir.join("cgroup.subtree_control"), "+memory +pids +cpu").ok()?;
+                // Every non-root v2 cgroup has cgroup.freeze (Linux 5.2 and later).
+                cgroups.freezer = dir.join("cgroup.freeze").exists();
             }
             Layout::V1 => {
-                for controller in ["memory", "pids", "cpu"] {
+                for controller in v1_controllers(false) {
                     std::fs::create_dir_all(root.join(controller).join(&cgroups.parent)).ok()?;
+                }
+                if cgroups.freezer {
+                    cgroups.freezer =
+                        std::fs::create_dir_all(root.join("freezer").join(&cgroups.parent)).is_ok();
                 }
             }
         }
@@ -91,7 +115,7 @@ impl Cgroups {
     fn remove_stale(&self) {
         let hierarchies: Vec<PathBuf> = match self.layout {
             Layout::V2 => vec![self.root.clone()],
-            Layout::V1 => ["memory", "pids", "cpu"]
+            Layout::V1 => v1_controllers(self.freezer)
                 .iter()
                 .map(|c| self.root.join(c))
                 .collect(),
@@ -119,7 +143,7 @@ impl Cgroups {
     pub fn create(&self, id: &str, memory_mb: u32) -> std::io::Result<InstanceCgroup> {
         let mut dirs = Vec::new();
         let procs;
-        let (memory, cpu);
+        let (memory, cpu, freeze);
         match self.layout {
             Layout::V2 => {
                 let dir = self.root.join(&self.parent).join(id);
@@ -127,19 +151,22 @@ impl Cgroups {
                 dirs.push(dir.clone());
                 write(&dir.join("pids.max"), &PIDS_MAX.to_string())?;
                 procs = vec![dir.join("cgroup.procs")];
+                freeze = self.freezer.then(|| dir.join("cgroup.freeze"));
                 (memory, cpu) = (dir.clone(), dir);
             }
             Layout::V1 => {
                 let dir = |c: &str| self.root.join(c).join(&self.parent).join(id);
-                for c in ["memory", "pids", "cpu"] {
+                let controllers = v1_controllers(self.freezer);
+                for c in controllers {
                     std::fs::create_dir(dir(c))?;
                     dirs.push(dir(c));
                 }
                 write(&dir("pids").join("pids.max"), &PIDS_MAX.to_string())?;
-                procs = ["memory", "pids", "cpu"]
+                procs = controllers
                     .iter()
                     .map(|c| dir(c).join("cgroup.procs"))
                     .collect();
+                freeze = self.freezer.then(|| dir("freezer").join("freezer.state"));
                 (memory, cpu) = (dir("memory"), dir("cpu"));
             }
         }
@@ -149,6 +176,7 @@ impl Cgroups {
             procs,
             memory,
             cpu,
+            freeze,
         };
         if let Err(e) = cgroup.limit(memory_mb) {
             cgroup.remove();
@@ -162,7 +190,7 @@ impl Cgroups {
         match self.layout {
             Layout::V2 => remove_tree(&self.root.join(&self.parent)),
             Layout::V1 => {
-                for c in ["memory", "pids", "cpu"] {
+                for c in v1_controllers(self.freezer) {
                     remove_tree(&self.root.join(c).join(&self.parent));
                 }
             }
@@ -218,6 +246,29 @@ impl InstanceCgroup {
                 write(&self.cpu.join("cpu.shares"), &cpu.to_string())
             }
         }
+    }
+
+    /// Whether the whole cgroup can be frozen (else only signals stop its processes).
+    pub fn can_freeze(&self) -> bool {
+        self.freeze.is_some()
+    }
+
+    /// Freezes (`true`) or thaws every process in the cgroup, wherever its process group
+    /// or session. Fails when the host has no freezer for it (see [`Self::can_freeze`]).
+    pub fn set_frozen(&self, frozen: bool) -> std::io::Result<()> {
+        let Some(file) = &self.freeze else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "no cgroup freezer on this host",
+            ));
+        };
+        let value = match (&self.layout, frozen) {
+            (Layout::V2, true) => "1",
+            (Layout::V2, false) => "0",
+            (Layout::V1, true) => "FROZEN",
+            (Layout::V1, false) => "THAWED",
+        };
+        write(file, value)
     }
 
     /// Whether the kernel killed something in it for running out of memory.
@@ -345,12 +396,58 @@ mod tests {
             "512/1769 of 1024 shares"
         );
         assert_eq!(cgroup.procs.len(), 3, "one cgroup.procs per hierarchy");
+        assert!(
+            !cgroups.freezer && !cgroup.can_freeze(),
+            "no freezer hierarchy here"
+        );
+        assert!(cgroup.set_frozen(true).is_err());
         std::fs::write(
             dir("memory").join("memory.oom_control"),
             "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
         )
         .expect("w");
         assert!(!cgroup.oom_killed());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn v1_freezes_through_the_freezer_hierarchy() {
+        let root = fake_root("v1-freezer");
+        for controller in ["memory", "pids", "cpu", "freezer"] {
+            std::fs::create_dir_all(root.join(controller)).expect("dir");
+        }
+        std::fs::write(root.join("memory/memory.limit_in_bytes"), "max").expect("w");
+        std::fs::write(root.join("freezer/tasks"), "").expect("w");
+        let cgroups = Cgroups::detect_at(&root).expect("a v1 layout");
+        assert!(cgroups.freezer);
+        let cgroup = cgroups.create("i1", 128).expect("create");
+        let dir = root
+            .join("freezer")
+            .join(format!("nimbus-{}", std::process::id()))
+            .join("i1");
+        assert_eq!(cgroup.procs.len(), 4, "the freezer hierarchy is joined too");
+        assert!(cgroup.procs.contains(&dir.join("cgroup.procs")));
+        cgroup.set_frozen(true).expect("freeze");
+        assert_eq!(read(&dir.join("freezer.state")), "FROZEN");
+        cgroup.set_frozen(false).expect("thaw");
+        assert_eq!(read(&dir.join("freezer.state")), "THAWED");
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn v2_freezes_through_cgroup_freeze() {
+        let root = fake_root("v2-freeze");
+        std::fs::write(root.join("cgroup.controllers"), "cpu memory pids\n").expect("w");
+        let parent = root.join(format!("nimbus-{}", std::process::id()));
+        std::fs::create_dir_all(&parent).expect("dir");
+        std::fs::write(parent.join("cgroup.freeze"), "0\n").expect("w");
+        let cgroups = Cgroups::detect_at(&root).expect("a v2 layout");
+        assert!(cgroups.freezer);
+        let cgroup = cgroups.create("i1", 128).expect("create");
+        cgroup.set_frozen(true).expect("freeze");
+        assert_eq!(read(&parent.join("i1/cgroup.freeze")), "1");
+        cgroup.set_frozen(false).expect("thaw");
+        assert_eq!(read(&parent.join("i1/cgroup.freeze")), "0");
         let _ = std::fs::remove_dir_all(&root);
     }
 }
