@@ -675,7 +675,7 @@ impl Platform {
 #[cfg(test)]
 mod send_check {
     #[allow(dead_code)]
-    fn invoke_is_send(p: &super::Platform, i: super::Invoke) {
+    fn invoke_is_send(p: &std::sync::Arc<super::Platform>, i: super::Invoke) {
         fn is_send<T: Send>(_: T) {}
         is_send(p.invoke(i));
     }

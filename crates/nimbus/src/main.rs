@@ -1,5 +1,6 @@
 //! The `nimbus` binary: the server and the client commands, as one program.
 
+mod datadir;
 mod server;
 
 use clap::{Parser, Subcommand};

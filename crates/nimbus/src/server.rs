@@ -130,6 +130,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         logs.init();
     }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating data dir {}", args.data_dir.display()))?;
+    // Held until the server exits: one server per data dir.
+    let _lock = crate::datadir::lock(&args.data_dir)?;
+    crate::datadir::check_catalogue(&args.data_dir)?;
     let credentials = match load_credentials(args.credentials_file.as_deref())? {
         Some(c) => Some(c),
         None if args.no_auth => None,
@@ -157,6 +162,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let meta: Arc<dyn MetadataStore> = Arc::new(
         SqliteMetadata::open(&data.join("nimbus.db"))
             .await
+            .map_err(|e| crate::datadir::explain_damage(e, &data.join("nimbus.db")))
             .with_context(|| format!("opening metadata in {}", data.display()))?,
     );
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(&data.join("blobs"))?);
@@ -285,6 +291,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         },
     )
     .await
+    .map_err(|e| match e {
+        nimbus_telemetry::TelemetryError::Open(e) => {
+            crate::datadir::explain_damage(e, &data.join("logs.db"))
+        }
+        other => other.into(),
+    })
     .with_context(|| format!("opening invocation logs in {}", data.display()))?;
     let platform = Arc::new(Platform::new(
         meta,

@@ -31,6 +31,9 @@ pub enum StoreError {
     /// A stored record could not be decoded.
     #[error("stored record is corrupt: {0}")]
     Corrupt(#[from] serde_json::Error),
+    /// The database file is not a database, or fails its integrity check.
+    #[error("the database is damaged: {0}")]
+    Damaged(String),
     /// The record exists already.
     #[error("already exists")]
     Conflict,

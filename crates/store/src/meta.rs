@@ -173,13 +173,43 @@ pub async fn open_sqlite(
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .connect_with(options)
-        .await?;
+        .await
+        .map_err(damaged)?;
+    // A file that is not a database, or a damaged one, is refused rather than served from.
+    let check: String = sqlx::query_scalar("PRAGMA quick_check")
+        .fetch_one(&pool)
+        .await
+        .map_err(damaged)?;
+    if check != "ok" {
+        return Err(StoreError::Damaged(check));
+    }
     Migrator::new(Embedded(migrations))
         .await?
         .run(&pool)
         .await?;
     Ok(pool)
 }
+
+/// SQLite's "not a database" and "corrupt" errors as [`StoreError::Damaged`]; others as
+/// they are.
+fn damaged(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        // Extended result codes keep the primary code in their low byte.
+        let primary = db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .map(|c| c & 0xff);
+        if matches!(primary, Some(SQLITE_CORRUPT | SQLITE_NOTADB)) {
+            return StoreError::Damaged(db.message().to_owned());
+        }
+    }
+    StoreError::Database(e)
+}
+
+/// SQLite's primary result code for a damaged database.
+const SQLITE_CORRUPT: i32 = 11;
+/// SQLite's primary result code for a file that is not a database.
+const SQLITE_NOTADB: i32 = 26;
 
 /// The SQLite schema, in order; each entry is applied once.
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
