@@ -40,6 +40,8 @@ pub struct Platform {
     async_ready: tokio::sync::Notify,
     /// Wakes the schedule loop when schedules change.
     schedules_changed: tokio::sync::Notify,
+    /// Schedules whose last fire failed: failures in a row, and when to try again (ms).
+    schedule_backoff: std::sync::Mutex<std::collections::HashMap<String, (u32, i64)>>,
     /// Logs, metrics and usage of invocations.
     telemetry: Arc<nimbus_telemetry::Telemetry>,
 }
@@ -128,6 +130,7 @@ impl Platform {
             async_config,
             async_ready: tokio::sync::Notify::new(),
             schedules_changed: tokio::sync::Notify::new(),
+            schedule_backoff: Default::default(),
             telemetry,
         }
     }
@@ -425,7 +428,9 @@ impl Platform {
         self.get_function(&name, None).await
     }
 
-    /// DeleteFunction: removes the function and retires its instances.
+    /// DeleteFunction: removes the function and everything that hangs off it (versions,
+    /// aliases, URL, provisioned concurrency, event-invoke configs, queued events,
+    /// schedules) and retires its instances.
     pub async fn delete_function(&self, function: &str, qualifier: Option<&str>) -> Result<()> {
         let (name, qualifier) = self.resolve(function, qualifier)?;
         if let Some(q) = qualifier {
@@ -441,6 +446,8 @@ impl Platform {
         }
         self.cache.invalidate(&name);
         self.scheduler.retire(&name, None, None);
+        // Its schedules went with it.
+        self.schedules_changed.notify_one();
         Ok(())
     }
 

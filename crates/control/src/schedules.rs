@@ -42,12 +42,18 @@ impl Platform {
             )));
         }
         let expression = Expression::parse(&new.expression)?;
-        self.get_function(&new.function, None).await?;
+        let target = self.get_function(&new.function, None).await?;
+        // Stored as `name` or `name:qualifier` whatever form (ARN, partial ARN) it came in.
+        let (name, qualifier) = self.resolve(&new.function, None)?;
+        let function = match qualifier {
+            Some(q) => format!("{}:{q}", target.name),
+            None => name,
+        };
         let now = now_ms();
         let enabled = new.enabled.unwrap_or(true);
         let schedule = Schedule {
             name: new.name,
-            function: new.function,
+            function,
             expression: new.expression,
             payload: new
                 .payload
@@ -132,47 +138,73 @@ impl Platform {
         }
     }
 
-    /// Fires every due schedule once; says when the next one is due.
+    /// Fires every due schedule once; says when the next one is due. A schedule that
+    /// cannot fire is logged by name and tried again later, backing off.
     async fn fire_due(&self) -> Result<Option<i64>> {
         let now = now_ms();
         let mut soonest: Option<i64> = None;
-        for mut schedule in self.list_schedules().await? {
+        for schedule in self.list_schedules().await? {
             let (true, Some(due)) = (schedule.enabled, schedule.next_fire_ms) else {
                 continue;
             };
-            if due > now {
-                soonest = Some(soonest.map_or(due, |s| s.min(due)));
+            let retry_at = self.backoff().get(&schedule.name).map(|(_, at)| *at);
+            let due_or_retry = retry_at.map_or(due, |at| at.max(due));
+            if due_or_retry > now {
+                soonest = Some(soonest.map_or(due_or_retry, |s| s.min(due_or_retry)));
                 continue;
             }
-            let Ok(expression) = Expression::parse(&schedule.expression) else {
-                continue;
-            };
-            let (name, qualifier) = match schedule.function.split_once(':') {
-                Some((n, q)) => (n.to_owned(), Some(q.to_owned())),
-                None => (schedule.function.clone(), None),
-            };
-            let event = AsyncEvent {
-                id: format!("schedule-{}-{due}", schedule.name),
-                function: name,
-                qualifier,
-                payload: schedule.payload.to_string().into_bytes(),
-                attempts: 0,
-                enqueued_at: now,
-                last_error: None,
-            };
-            schedule.last_fire_ms = Some(due);
-            // One fire per due time; if the server fell behind, the next is after now.
-            schedule.next_fire_ms = expression.next_after(due.max(now), schedule.created_ms);
-            self.meta
-                .fire_schedule(&schedule, &event)
-                .await
-                .map_err(store_error)?;
-            tracing::debug!(schedule = %schedule.name, due, "fired");
-            self.async_ready.notify_one();
-            if let Some(next) = schedule.next_fire_ms {
-                soonest = Some(soonest.map_or(next, |s| s.min(next)));
+            let (name, function) = (schedule.name.clone(), schedule.function.clone());
+            match self.fire(schedule, due, now).await {
+                Ok(next) => {
+                    self.backoff().remove(&name);
+                    if let Some(next) = next {
+                        soonest = Some(soonest.map_or(next, |s| s.min(next)));
+                    }
+                }
+                Err(e) => {
+                    let mut backoff = self.backoff();
+                    let failures = backoff.get(&name).map_or(1, |(n, _)| n + 1);
+                    let wait_ms = 1000_i64 << failures.min(8);
+                    backoff.insert(name.clone(), (failures, now + wait_ms));
+                    tracing::warn!(schedule = %name, function = %function, error = %e, failures, retry_in_ms = wait_ms, "a schedule could not fire");
+                }
             }
         }
         Ok(soonest)
+    }
+
+    fn backoff(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, (u32, i64)>> {
+        match self.schedule_backoff.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Fires `schedule`'s fire due at `due`; says when its next one is due.
+    async fn fire(&self, mut schedule: Schedule, due: i64, now: i64) -> Result<Option<i64>> {
+        let expression = Expression::parse(&schedule.expression)?;
+        let (name, qualifier) = match schedule.function.split_once(':') {
+            Some((n, q)) => (n.to_owned(), Some(q.to_owned())),
+            None => (schedule.function.clone(), None),
+        };
+        let event = AsyncEvent {
+            id: format!("schedule-{}-{due}", schedule.name),
+            function: name,
+            qualifier,
+            payload: schedule.payload.to_string().into_bytes(),
+            attempts: 0,
+            enqueued_at: now,
+            last_error: None,
+        };
+        schedule.last_fire_ms = Some(due);
+        // One fire per due time; if the server fell behind, the next is after now.
+        schedule.next_fire_ms = expression.next_after(due.max(now), schedule.created_ms);
+        self.meta
+            .fire_schedule(&schedule, &event)
+            .await
+            .map_err(store_error)?;
+        tracing::debug!(schedule = %schedule.name, due, "fired");
+        self.async_ready.notify_one();
+        Ok(schedule.next_fire_ms)
     }
 }

@@ -359,8 +359,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!("in-flight requests did not finish in time; stopping them");
         serve.abort();
     }
-    if let Some(cgroups) = &cgroups {
-        cgroups.remove();
+    if let Some(cgroups) = cgroups {
+        let _ = tokio::task::spawn_blocking(move || cgroups.remove()).await;
     }
     tracing::info!("stopped");
     Ok(())

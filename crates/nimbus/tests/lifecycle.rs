@@ -128,7 +128,11 @@ fn sigkill_of_the_server_also_ends_processes_an_instance_detached() {
     deploy_marked(&server, tmp.path(), "detacher", &marker);
     invoke_instance(&server, "detacher", r#"{"detach": true}"#);
     assert!(
-        processes_with_env(MARKER, &marker).len() >= 2,
+        eventually(Duration::from_secs(5), || processes_with_env(
+            MARKER, &marker
+        )
+        .len()
+            >= 2),
         "the instance and its detached sleep should run"
     );
     server.child.kill().expect("SIGKILL the server");

@@ -185,16 +185,26 @@ impl Cgroups {
         Ok(cgroup)
     }
 
-    /// Removes Nimbus's parent cgroup(s) (instances must be gone).
+    /// Removes Nimbus's parent cgroup(s), waiting up to a few seconds for the instances
+    /// (killed by now) to exit: a cgroup with processes cannot be removed. Blocks.
     pub fn remove(&self) {
-        match self.layout {
-            Layout::V2 => remove_tree(&self.root.join(&self.parent)),
-            Layout::V1 => {
-                for c in v1_controllers(self.freezer) {
-                    remove_tree(&self.root.join(c).join(&self.parent));
-                }
+        let parents: Vec<PathBuf> = match self.layout {
+            Layout::V2 => vec![self.root.join(&self.parent)],
+            Layout::V1 => v1_controllers(self.freezer)
+                .iter()
+                .map(|c| self.root.join(c).join(&self.parent))
+                .collect(),
+        };
+        for _ in 0..100 {
+            for parent in &parents {
+                remove_tree(parent);
             }
+            if parents.iter().all(|p| !p.exists()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
+        tracing::warn!(parent = %self.parent, "could not remove the server's cgroups: processes are still in them");
     }
 }
 

@@ -371,7 +371,8 @@ impl State {
     }
 
     /// Retires function `name`'s instances (of `version`, or of every version) not at
-    /// `revision` (all of them if `None`).
+    /// `revision` (all of them if `None`, as on delete: then its provisioned concurrency
+    /// goes too).
     pub fn retire(
         &mut self,
         name: &str,
@@ -402,6 +403,16 @@ impl State {
         for info in self.instances.values_mut() {
             if in_scope(&info.function, &info.version) && Some(info.revision.as_str()) != revision {
                 info.state = InstanceState::Retiring;
+            }
+        }
+        if revision.is_none() {
+            // Gone for good (deleted): its provisioned instances are not started again.
+            for (_, provision) in self
+                .provisioning
+                .iter_mut()
+                .filter(|((f, v), _)| in_scope(f, v))
+            {
+                provision.requested = 0;
             }
         }
         out

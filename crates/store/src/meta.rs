@@ -30,7 +30,9 @@ pub trait MetadataStore: Send + Sync {
         config: &FunctionConfig,
         expected_revision: &str,
     ) -> Result<()>;
-    /// Removes a function; whether it existed.
+    /// Removes function `name` and everything that hangs off it (versions, aliases, URLs,
+    /// provisioned concurrency, event-invoke configs, queued events, schedules), in one
+    /// transaction; whether it existed.
     async fn delete_function(&self, name: &str) -> Result<bool>;
     /// Up to `limit` functions whose names sort after `after`, in name order.
     async fn list_functions(
@@ -487,11 +489,24 @@ impl MetadataStore for SqliteMetadata {
     }
 
     async fn delete_function(&self, name: &str) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // Schedules name their function as `name` or `name:qualifier`; the other tables
+        // that hang off a function cascade.
+        sqlx::query(
+            "DELETE FROM schedules WHERE function = ?1 OR substr(function, 1, length(?1) + 1) = ?1 || ':'",
+        )
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
         let done = sqlx::query("DELETE FROM functions WHERE name = ?")
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn list_functions(
