@@ -87,3 +87,60 @@ fn every_documented_get_answers_as_documented() {
     let missing = server.http("GET", "/nimbus/v1/functions/absent/scaling", "");
     assert_eq!(missing.status, 404);
 }
+
+/// The operations of a path item, by method.
+fn operations(item: &serde_json::Value) -> impl Iterator<Item = (&String, &serde_json::Value)> {
+    item.as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(method, _)| ["get", "put", "post", "delete"].contains(&method.as_str()))
+}
+
+/// The statuses the document declares for `method` on `path`.
+fn declared(doc: &serde_json::Value, path: &str, method: &str) -> Vec<u16> {
+    doc["paths"][path][method]["responses"]
+        .as_object()
+        .map(|r| r.keys().filter_map(|k| k.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_documented_operation_declares_the_errors_it_gives() {
+    let tmp = crate::support::tempdir();
+    let server = Server::start(&tmp.path().join("data"));
+    let doc = server.http("GET", "/nimbus/v1/openapi.json", "").json;
+    let paths = doc["paths"].as_object().expect("paths").clone();
+    for (path, item) in &paths {
+        for (method, op) in operations(item) {
+            let declared = declared(&doc, path, method);
+            assert!(
+                declared.contains(&403),
+                "{method} {path} does not declare 403"
+            );
+            if path.contains('{') {
+                let url = path.replace("{name}", "absent").replace("{id}", "absent");
+                let answer = server.http(&method.to_uppercase(), &url, "{}");
+                assert_eq!(answer.status, 404, "{method} {url}");
+                assert!(declared.contains(&404), "{method} {path} answers 404");
+            }
+            if op.get("requestBody").is_some() && !path.contains('{') {
+                let answer = server.http(&method.to_uppercase(), path, "not json");
+                assert_eq!(answer.status, 400, "{method} {path} with a malformed body");
+                assert!(declared.contains(&400), "{method} {path} answers 400");
+            }
+        }
+    }
+    let bad_time = server.http("GET", "/nimbus/v1/usage?from=yesterday-ish", "");
+    assert_eq!(bad_time.status, 400);
+    assert!(declared(&doc, "/nimbus/v1/usage", "get").contains(&400));
+
+    // With credentials, an unsigned request to any documented operation is a 403.
+    let signed = Server::start_exactly(&tmp.path().join("signed"), &[]);
+    for (path, item) in &paths {
+        for (method, _) in operations(item) {
+            let url = path.replace("{name}", "absent").replace("{id}", "absent");
+            let answer = signed.http(&method.to_uppercase(), &url, "{}");
+            assert_eq!(answer.status, 403, "unsigned {method} {url}");
+        }
+    }
+}

@@ -203,9 +203,23 @@ fn error_body(headers: &HeaderMap, body: Bytes) -> Bytes {
     let error_type = headers
         .get("lambda-runtime-function-error-type")
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("Runtime.Unknown");
+        .filter(|t| !t.is_empty())
+        .map_or("Runtime.Unknown", bounded_error_type);
     let message = String::from_utf8_lossy(&body);
     Bytes::from(serde_json::json!({"errorMessage": message, "errorType": error_type}).to_string())
+}
+
+/// Longest error type taken from a runtime's header (real ones are names like
+/// `Runtime.UnknownReason`; a header may otherwise be hundreds of kilobytes).
+const ERROR_TYPE_MAX_BYTES: usize = 128;
+
+/// `error_type` cut to [`ERROR_TYPE_MAX_BYTES`] on a character boundary.
+fn bounded_error_type(error_type: &str) -> &str {
+    let mut end = error_type.len().min(ERROR_TYPE_MAX_BYTES);
+    while !error_type.is_char_boundary(end) {
+        end -= 1;
+    }
+    &error_type[..end]
 }
 
 /// The listener of an instance's Runtime API: where instances run as users of their own,
@@ -329,6 +343,28 @@ fn diag_owner(reply: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_error_type_header_is_bounded() {
+        let mut headers = HeaderMap::new();
+        let long = "E".repeat(100_000);
+        headers.insert(
+            "lambda-runtime-function-error-type",
+            long.parse().expect("header"),
+        );
+        let body = error_body(&headers, Bytes::from_static(b"boom"));
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            json["errorType"].as_str().map(str::len),
+            Some(ERROR_TYPE_MAX_BYTES)
+        );
+        assert_eq!(json["errorMessage"], "boom");
+        assert_eq!(bounded_error_type(&"\u{e9}".repeat(100)).len(), 128);
+        assert_eq!(bounded_error_type("Runtime.Short"), "Runtime.Short");
+        headers.insert("lambda-runtime-function-error-type", "".parse().expect("h"));
+        let body = error_body(&headers, Bytes::from_static(b"x"));
+        assert!(String::from_utf8_lossy(&body).contains("Runtime.Unknown"));
+    }
 
     #[test]
     fn the_kernel_names_the_owner_of_a_loopback_connection() {
