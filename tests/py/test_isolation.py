@@ -179,3 +179,58 @@ def test_a_frozen_instance_is_frozen_whole_even_a_process_that_left_its_group(
     finally:
         client.delete_function(FunctionName=name)
         assert not wait_tagged_gone(tagged_pids(tag)), "nothing of the instance outlives it"
+
+
+FILLER = '''
+import errno, os
+def handler(event, context):
+    written, chunk = 0, b"x" * (1 << 20)
+    try:
+        with open("/tmp/fill", "wb") as f:
+            while written < (event["mb"] << 20):
+                f.write(chunk)
+                written += len(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        return {"mb": written >> 20, "error": errno.errorcode.get(e.errno)}
+    finally:
+        if event.get("remove"):
+            os.remove("/tmp/fill")
+    return {"mb": written >> 20, "error": None}
+'''
+
+
+def loop_backings(data_dir) -> list[str]:
+    """Backing files of the loop devices that hold this server's /tmp disks."""
+    found = []
+    for dev in os.listdir("/sys/block"):
+        try:
+            with open(f"/sys/block/{dev}/loop/backing_file") as f:
+                backing = f.read().strip()
+        except OSError:
+            continue
+        if backing.startswith(str(data_dir)):
+            found.append(backing)
+    return found
+
+
+def test_tmp_is_disk_of_its_configured_size_not_memory(nimbus, client, make_function):
+    if not health(nimbus)["isolation"]["tmp_on_disk"]:
+        pytest.skip("this host cannot give instances a /tmp disk")
+    name = unique_name()
+    # 128 MB of memory, 600 MB of /tmp (not the size waiting shells prepare).
+    make_function(make_zip({"app.py": FILLER}), name=name, MemorySize=128, Timeout=60,
+                  EphemeralStorage={"Size": 600})
+    out = json.loads(client.invoke(FunctionName=name, Payload=b'{"mb": 300, "remove": true}')["Payload"].read())
+    assert out == {"mb": 300, "error": None}, "300 MB of /tmp in a 128 MB function"
+    out = json.loads(client.invoke(FunctionName=name, Payload=b'{"mb": 2000}')["Payload"].read())
+    assert out["error"] == "ENOSPC" and 600 <= out["mb"] <= 620, out
+    disks = loop_backings(nimbus.data_dir)
+    assert disks and all("(deleted)" in d for d in disks), "images are unlinked once mounted"
+    client.delete_function(FunctionName=name)
+    # The instance's disk goes with it (waiting shells keep theirs).
+    deadline = time.monotonic() + 10
+    while len(loop_backings(nimbus.data_dir)) >= len(disks) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert len(loop_backings(nimbus.data_dir)) < len(disks), loop_backings(nimbus.data_dir)

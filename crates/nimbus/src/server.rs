@@ -213,6 +213,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     let staging = data.join("rootfs");
     std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    // Instances' /tmp on disk, as Lambda's ephemeral storage (needs the root view).
+    let tmp_disks = if sandbox.namespaces {
+        nimbus_sandbox::TmpDisks::detect(&data.join("tmp-disks"))
+    } else {
+        None
+    };
     let isolation = serde_json::json!({
         "pid_namespace": sandbox.namespaces,
         "mount_namespace": sandbox.namespaces,
@@ -221,6 +227,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         "network_namespace": isolate_network,
         "root_view": sandbox.namespaces,
         "private_tmp": sandbox.namespaces,
+        // /tmp on a disk of its own (ext4 on a loop device), not memory.
+        "tmp_on_disk": tmp_disks.is_some(),
         "read_only_code": sandbox.namespaces,
         "unprivileged_user": sandbox.unprivileged,
         "capabilities_dropped": sandbox.unprivileged,
@@ -255,6 +263,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         }),
         warm_shells: args.warm_shells,
         isolate_network,
+        tmp_disks,
     });
     let memory_budget_mb = args.memory_budget.unwrap_or_else(default_memory_budget_mb);
     tracing::info!(

@@ -41,6 +41,9 @@ pub struct RuntimeConfig {
     pub warm_shells: usize,
     /// Whether each instance gets a network namespace of its own with only loopback.
     pub isolate_network: bool,
+    /// Where instances' `/tmp` disks are made; `None` gives them a tmpfs (which counts
+    /// against their memory).
+    pub tmp_disks: Option<nimbus_sandbox::TmpDisks>,
 }
 
 /// A started instance process, its cgroups, and the Runtime API listener it made inside
@@ -102,8 +105,14 @@ impl Launcher {
             jailer.base = config.sandbox.namespaces.then(|| nimbus_sandbox::BaseView {
                 staging: config.staging.clone(),
                 binds: common_binds.clone(),
+                tmp: None, // each shell's own
             });
-            let pool = ShellPool::new(jailer, config.cgroups.clone(), config.warm_shells);
+            let pool = ShellPool::new(
+                jailer,
+                config.cgroups.clone(),
+                config.tmp_disks.clone(),
+                config.warm_shells,
+            );
             // Waiting before the first invocation comes.
             if tokio::runtime::Handle::try_current().is_ok() {
                 pool.refill();
@@ -279,7 +288,7 @@ impl Launcher {
         } else {
             None
         };
-        let spec = ProcessSpec {
+        let mut spec = ProcessSpec {
             program,
             args,
             env: self.environment(function, code_dir, &id, &api_addr.to_string(), init),
@@ -296,6 +305,7 @@ impl Launcher {
                     },
                 ],
                 tmp_mb: function.spec.ephemeral_storage_mb,
+                tmp: nimbus_sandbox::Tmp::Memory, // chosen with the shell
                 cwd: PathBuf::from(TASK_ROOT),
             }),
             uid: uid.as_ref().map(|lease| lease.uid()),
@@ -303,7 +313,7 @@ impl Launcher {
             isolated_network: isolated,
         };
         let started = Instant::now();
-        let (mut child, cgroup, inside) = self.spawn(&spec, function.spec.memory_mb).await?;
+        let (mut child, cgroup, inside) = self.spawn(&mut spec, function.spec.memory_mb).await?;
         let listener = match (listener, inside) {
             (Some(listener), _) => Ok(listener),
             (None, Some(inside)) => inside
@@ -395,12 +405,16 @@ impl Launcher {
         }))
     }
 
-    /// Starts `spec` in a shell (its cgroups limited to `memory_mb`), or as a plain child.
-    async fn spawn(&self, spec: &ProcessSpec, memory_mb: u32) -> Result<Spawned, RuntimeError> {
+    /// Starts `spec` in a shell (its cgroups limited to `memory_mb`, its `/tmp` chosen to
+    /// go with the shell's), or as a plain child.
+    async fn spawn(&self, spec: &mut ProcessSpec, memory_mb: u32) -> Result<Spawned, RuntimeError> {
         let Some(shells) = &self.shells else {
             return Ok((nimbus_sandbox::spawn_plain(spec)?, None, None));
         };
         let mut shell = shells.take()?;
+        if let Some(view) = &mut spec.root {
+            view.tmp = self.tmp_for(shell.tmp.as_ref(), view.tmp_mb).await;
+        }
         let cgroup = shell.cgroup.take();
         let limited = match &cgroup {
             Some(cgroup) => cgroup.limit(memory_mb).map_err(RuntimeError::Cgroup),
@@ -416,7 +430,36 @@ impl Launcher {
                 if let Some(cgroup) = cgroup {
                     remove_later(cgroup);
                 }
+                if let Some(nimbus_sandbox::Tmp::Disk(disk)) = spec.root.as_ref().map(|v| &v.tmp) {
+                    disk.remove();
+                }
                 Err(e)
+            }
+        }
+    }
+
+    /// The `/tmp` of an instance that asks for `size_mb` in a shell that mounted `shells`:
+    /// that disk if it has the size, else a new one (a short mkfs), else a tmpfs.
+    async fn tmp_for(
+        &self,
+        shells: Option<&nimbus_sandbox::TmpDisk>,
+        size_mb: u32,
+    ) -> nimbus_sandbox::Tmp {
+        if shells.is_some_and(|d| d.size_mb == size_mb) {
+            return nimbus_sandbox::Tmp::ShellDisk;
+        }
+        let Some(disks) = self.config.tmp_disks.clone() else {
+            return nimbus_sandbox::Tmp::Memory;
+        };
+        match tokio::task::spawn_blocking(move || disks.make(size_mb)).await {
+            Ok(Ok(disk)) => nimbus_sandbox::Tmp::Disk(disk),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, size_mb, "could not make a /tmp disk; this instance's /tmp is in memory");
+                nimbus_sandbox::Tmp::Memory
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "making a /tmp disk failed");
+                nimbus_sandbox::Tmp::Memory
             }
         }
     }

@@ -8,18 +8,22 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nimbus_sandbox::cgroup::{Cgroups, InstanceCgroup};
-use nimbus_sandbox::{Jailer, Shell};
+use nimbus_sandbox::{Jailer, Shell, TmpDisks};
 
 use crate::instance::lock;
 use crate::RuntimeError;
 
 /// The memory limit of a shell's cgroup until it is given work (Lambda's smallest), MB.
 const SHELL_MEMORY_MB: u32 = 128;
+/// The `/tmp` size a shell prepares while it waits: Lambda's default ephemeral storage, MB.
+pub(crate) const SHELL_TMP_MB: u32 = 512;
 
 /// Shells waiting for work.
 pub(crate) struct ShellPool {
     jailer: Jailer,
     cgroups: Option<Arc<Cgroups>>,
+    /// Where shells get their `/tmp` disks, if the host has them.
+    tmp_disks: Option<TmpDisks>,
     /// How many shells to keep waiting.
     target: usize,
     idle: Mutex<Vec<Shell>>,
@@ -29,10 +33,16 @@ pub(crate) struct ShellPool {
 
 impl ShellPool {
     /// A pool keeping `target` shells of `jailer` waiting, each in cgroups of its own.
-    pub(crate) fn new(jailer: Jailer, cgroups: Option<Arc<Cgroups>>, target: usize) -> Arc<Self> {
+    pub(crate) fn new(
+        jailer: Jailer,
+        cgroups: Option<Arc<Cgroups>>,
+        tmp_disks: Option<TmpDisks>,
+        target: usize,
+    ) -> Arc<Self> {
         Arc::new(ShellPool {
             jailer,
             cgroups,
+            tmp_disks,
             target,
             idle: Mutex::new(Vec::new()),
             refilling: AtomicBool::new(false),
@@ -61,8 +71,18 @@ impl ShellPool {
         }
     }
 
-    /// Starts one shell in fresh cgroups.
+    /// Starts one shell in fresh cgroups, with a `/tmp` disk of the common size mounted.
     fn start_one(&self) -> Result<Shell, RuntimeError> {
+        let mut jailer = self.jailer.clone();
+        if let (Some(disks), Some(base)) = (&self.tmp_disks, &mut jailer.base) {
+            match disks.make(SHELL_TMP_MB) {
+                Ok(disk) => base.tmp = Some(disk),
+                // The instance then gets a disk (or a tmpfs) when it starts.
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not make a /tmp disk for a waiting shell")
+                }
+            }
+        }
         let cgroup = match &self.cgroups {
             Some(cgroups) => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
@@ -74,12 +94,15 @@ impl ShellPool {
             None => None,
         };
         // A posix_spawn: the expensive parts (exec, joining the cgroups) happen in the child.
-        let started = nimbus_sandbox::start_shell(&self.jailer, cgroup.clone());
+        let started = nimbus_sandbox::start_shell(&jailer, cgroup.clone());
         match started {
             Ok(shell) => Ok(shell),
             Err(e) => {
                 if let Some(cgroup) = cgroup {
                     remove_later(cgroup);
+                }
+                if let Some(disk) = jailer.base.and_then(|b| b.tmp) {
+                    disk.remove();
                 }
                 Err(e.into())
             }
@@ -127,9 +150,13 @@ impl ShellPool {
     }
 }
 
-/// Kills a shell and removes its cgroups once it is gone.
+/// Kills a shell and removes its cgroups once it is gone (and its `/tmp` image, if it had
+/// not taken it yet).
 fn discard(mut shell: Shell) {
     let cgroup = shell.cgroup.take();
+    if let Some(disk) = shell.tmp.take() {
+        disk.remove();
+    }
     drop(shell); // killed on drop
     if let Some(cgroup) = cgroup {
         remove_later(cgroup);

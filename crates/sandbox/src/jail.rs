@@ -134,7 +134,7 @@ fn run() -> Result<std::convert::Infallible, JailError> {
     }
     match (&base, &spec.root) {
         (Some(base), Some(view)) => {
-            rootfs::Plan::instance(&base.staging, view)
+            rootfs::Plan::instance(base, view)
                 .and_then(|plan| plan.run())
                 .map_err(at("adding the function to the root view"))?;
             rootfs::enter(&base.staging, &view.cwd).map_err(at("entering the root view"))?;

@@ -14,8 +14,10 @@ pub mod jail;
 mod network;
 mod rootfs;
 mod seccomp;
+pub mod tmpdisk;
 
-pub use rootfs::{BaseView, Bind, RootView};
+pub use rootfs::{BaseView, Bind, RootView, Tmp};
+pub use tmpdisk::{TmpDisk, TmpDisks};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -126,6 +128,8 @@ pub struct Shell {
     control: tokio::net::UnixStream,
     /// The cgroups it is in (their limits are set when it is given work).
     pub cgroup: Option<Arc<cgroup::InstanceCgroup>>,
+    /// The disk it mounts at `/tmp` while it waits, if any.
+    pub tmp: Option<TmpDisk>,
 }
 
 /// A new process of the server's: its own process group, killed when its handle is
@@ -186,6 +190,7 @@ pub fn start_shell(
         child,
         control,
         cgroup,
+        tmp: jailer.base.as_ref().and_then(|b| b.tmp.clone()),
     })
 }
 

@@ -16,6 +16,8 @@ use std::path::{Component, Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
+use crate::tmpdisk::{self, TmpDisk};
+
 /// A host path an instance sees read-only.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bind {
@@ -43,6 +45,9 @@ pub struct BaseView {
     pub staging: PathBuf,
     /// What it sees read-only, in mount order (a later bind may sit inside an earlier one).
     pub binds: Vec<Bind>,
+    /// The disk this shell mounts at `/tmp` ahead (the common size), if the host has them.
+    #[serde(default)]
+    pub tmp: Option<TmpDisk>,
 }
 
 /// What one instance adds to the [`BaseView`].
@@ -52,8 +57,21 @@ pub struct RootView {
     pub binds: Vec<Bind>,
     /// Size of its private writable `/tmp`, MB.
     pub tmp_mb: u32,
+    /// What its `/tmp` is.
+    pub tmp: Tmp,
     /// Its working directory, inside the view.
     pub cwd: PathBuf,
+}
+
+/// What an instance's private `/tmp` is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Tmp {
+    /// The disk its shell mounted ahead ([`BaseView::tmp`]), which has the right size.
+    ShellDisk,
+    /// A disk made for it.
+    Disk(TmpDisk),
+    /// A tmpfs, where the host cannot give it a disk: its pages count as its memory.
+    Memory,
 }
 
 /// Character devices every process expects: (name, major, minor).
@@ -77,7 +95,7 @@ const DEV_LINKS: &[(&str, &str)] = &[
 const FIXED_DIRS: &[&str] = &["tmp", "proc", "dev", "var/task", "var/runtime"];
 
 /// One step of assembling a view, with paths already under the staging directory.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
     Dir(PathBuf),
     File(PathBuf),
@@ -93,6 +111,13 @@ enum Step {
         target: PathBuf,
         options: String,
     },
+    /// A `/tmp` image, loop-mounted.
+    Disk {
+        disk: TmpDisk,
+        target: PathBuf,
+    },
+    /// What the base mounted there goes (the instance brings its own).
+    Unmount(PathBuf),
     Device {
         path: PathBuf,
         major: u64,
@@ -210,11 +235,19 @@ impl Plan {
             });
         }
         b.binds(&view.binds)?;
+        if let Some(disk) = &view.tmp {
+            b.steps.push(Step::Disk {
+                disk: disk.clone(),
+                target: view.staging.join("tmp"),
+            });
+        }
         Ok(Plan { steps: b.steps })
     }
 
-    /// One instance's part on top of the base at `staging`: its `/tmp` and its binds.
-    pub(crate) fn instance(staging: &Path, view: &RootView) -> io::Result<Plan> {
+    /// One instance's part on top of `base`: its `/tmp` (unless the base's disk is it) and
+    /// its binds.
+    pub(crate) fn instance(base: &BaseView, view: &RootView) -> io::Result<Plan> {
+        let staging = &base.staging;
         let mut b = Builder {
             root: staging,
             steps: Vec::new(),
@@ -226,10 +259,25 @@ impl Plan {
                 .map(Path::to_path_buf)
                 .collect(),
         };
-        b.steps.push(Step::Tmpfs {
-            target: staging.join("tmp"),
+        let tmp = staging.join("tmp");
+        let memory = Step::Tmpfs {
+            target: tmp.clone(),
             options: format!("size={}m,mode=1777", view.tmp_mb.max(1)),
-        });
+        };
+        match (&base.tmp, &view.tmp) {
+            (Some(_), Tmp::ShellDisk) => {} // mounted already
+            (None, Tmp::ShellDisk | Tmp::Memory) => b.steps.push(memory),
+            (Some(_), Tmp::Memory) => b.steps.extend([Step::Unmount(tmp), memory]),
+            (shells, Tmp::Disk(disk)) => {
+                if shells.is_some() {
+                    b.steps.push(Step::Unmount(tmp.clone()));
+                }
+                b.steps.push(Step::Disk {
+                    disk: disk.clone(),
+                    target: tmp,
+                });
+            }
+        }
         b.binds(&view.binds)?;
         Ok(Plan { steps: b.steps })
     }
@@ -256,6 +304,8 @@ impl Plan {
                     MsFlags::MS_NOSUID,
                     Some(options.as_str()),
                 )?,
+                Step::Disk { disk, target } => tmpdisk::mount(disk, target)?,
+                Step::Unmount(target) => umount2(target, MntFlags::MNT_DETACH)?,
                 Step::Device { path, major, minor } => {
                     mknod(
                         path,
@@ -378,6 +428,7 @@ mod tests {
                     target: PathBuf::from("/opt/a/b"),
                 },
             ],
+            tmp: None,
         };
         let plan = Plan::base(&base).expect("plan");
         let dirs: Vec<&Path> = plan
@@ -411,9 +462,10 @@ mod tests {
                 target: PathBuf::from("/var/task"),
             }],
             tmp_mb: 512,
+            tmp: Tmp::Memory,
             cwd: PathBuf::from("/var/task"),
         };
-        let mine = Plan::instance(Path::new("/stage"), &view).expect("plan");
+        let mine = Plan::instance(&base, &view).expect("plan");
         assert_eq!(
             mine.steps,
             vec![
@@ -428,5 +480,63 @@ mod tests {
             ]
         );
         let _ = std::fs::remove_dir_all(&host);
+    }
+
+    #[test]
+    fn tmp_is_the_shells_disk_or_the_instances_own_or_a_tmpfs() {
+        let disk = |name: &str, size_mb| TmpDisk {
+            image: PathBuf::from(format!("/disks/{name}.img")),
+            size_mb,
+        };
+        let mut base = BaseView {
+            staging: PathBuf::from("/stage"),
+            binds: Vec::new(),
+            tmp: Some(disk("shell", 512)),
+        };
+        let tmp = PathBuf::from("/stage/tmp");
+        assert!(Plan::base(&base)
+            .expect("plan")
+            .steps
+            .contains(&Step::Disk {
+                disk: disk("shell", 512),
+                target: tmp.clone(),
+            }));
+        let mut view = RootView {
+            binds: Vec::new(),
+            tmp_mb: 512,
+            tmp: Tmp::ShellDisk,
+            cwd: PathBuf::from("/var/task"),
+        };
+        // The shell's disk has the size asked for: nothing more to mount.
+        assert_eq!(Plan::instance(&base, &view).expect("plan").steps, vec![]);
+        // Another size: the shell's goes, the instance's own comes.
+        view.tmp_mb = 2048;
+        view.tmp = Tmp::Disk(disk("own", 2048));
+        assert_eq!(
+            Plan::instance(&base, &view).expect("plan").steps,
+            vec![
+                Step::Unmount(tmp.clone()),
+                Step::Disk {
+                    disk: disk("own", 2048),
+                    target: tmp.clone(),
+                },
+            ]
+        );
+        // No disk could be made: a tmpfs of the size, in place of the shell's.
+        let memory = Step::Tmpfs {
+            target: tmp.clone(),
+            options: "size=2048m,mode=1777".to_owned(),
+        };
+        view.tmp = Tmp::Memory;
+        assert_eq!(
+            Plan::instance(&base, &view).expect("plan").steps,
+            vec![Step::Unmount(tmp), memory.clone()]
+        );
+        // No disks on this host at all: the tmpfs alone.
+        base.tmp = None;
+        assert_eq!(
+            Plan::instance(&base, &view).expect("plan").steps,
+            vec![memory]
+        );
     }
 }
