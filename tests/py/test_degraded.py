@@ -48,7 +48,7 @@ def test_a_server_without_root_says_what_it_lacks_and_still_runs_functions(unpri
         isolation = json.load(r)["isolation"]
     for missing in ["pid_namespace", "mount_namespace", "root_view", "private_tmp",
                     "unprivileged_user", "capabilities_dropped", "memory_limit", "pids_limit",
-                    "cgroup_freezer"]:
+                    "cgroup_freezer", "tmp_on_disk"]:
         assert isolation[missing] is False, (missing, isolation)
     assert isolation["cgroups"] is None
     assert isolation["seccomp"] and isolation["rlimits"] and isolation["no_new_privs"], isolation

@@ -4,6 +4,7 @@ catalogue (the server refuses and says how to recover)."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import subprocess
 
 from helpers import _nimbus_bin, invoke_ok, py_zip, server_env, unique_name, ROLE, PY_RUNTIME
@@ -35,7 +36,11 @@ def test_a_lost_catalogue_next_to_stored_code_is_refused_with_how_to_recover(ser
     srv.client.create_function(FunctionName=name, Runtime=PY_RUNTIME, Role=ROLE,
                                Handler="app.handler", Code={"ZipFile": py_zip()})
     srv.stop()
-    shutil.copy(data / "nimbus.db", tmp_path / "backup.db")
+    # A backup as SQLite makes one (the WAL's last writes included).
+    source, backup = sqlite3.connect(data / "nimbus.db"), sqlite3.connect(tmp_path / "backup.db")
+    source.backup(backup)
+    source.close()
+    backup.close()
     for leftover in ("nimbus.db-wal", "nimbus.db-shm"):
         (data / leftover).unlink(missing_ok=True)
     (data / "nimbus.db").write_bytes(b"")
