@@ -163,6 +163,10 @@ impl CodeCache {
         let _guard = lock.lock().await;
         let dir = self.dir(&sha256_hex);
         let unzipped_size = if dir.exists() {
+            // Unpacked already, perhaps by an older Nimbus with laxer checks: the same
+            // zip must pass today's.
+            let checked = zip.clone();
+            off_thread("checking code", move || Ok(unpack::check(&checked)?)).await?;
             // A package collected meanwhile must have its blob again.
             self.blobs.put(&sha256_hex, zip).await?;
             let measured = dir.clone();
@@ -759,6 +763,29 @@ mod tests {
             "{err}"
         );
         assert!(entries(&dir.path().join(".staging")).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_package_an_older_nimbus_unpacked_passes_todays_checks_when_deployed_again() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let code = cache(dir.path());
+        let zip = {
+            let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+            w.add_symlink("l", "../x", zip::write::SimpleFileOptions::default())
+                .expect("link");
+            Bytes::from(w.finish().expect("finish").into_inner())
+        };
+        let sha = hex::encode(Sha256::digest(&zip));
+        std::fs::create_dir(dir.path().join("code").join(&sha)).expect("old unpack");
+        let err = code.install(zip).await.expect_err("escaping link");
+        assert!(
+            matches!(
+                err,
+                StoreError::Unpack(unpack::UnpackError::EscapingLink(_))
+            ),
+            "{err}"
+        );
+        assert!(code.zip(&sha).await.is_err(), "no blob stored");
     }
 
     #[tokio::test]

@@ -103,6 +103,17 @@ pub fn unpack(zip: &[u8], dest: &Path) -> Result<Unpacked, UnpackError> {
     })
 }
 
+/// Makes every check of [`unpack`] but the inflated size, writing nothing: for a package
+/// already unpacked on this node (perhaps by an older, laxer Nimbus) that is deployed again.
+pub fn check(zip: &[u8]) -> Result<(), UnpackError> {
+    let mut archive =
+        zip::ZipArchive::new(Cursor::new(zip)).map_err(|e| UnpackError::NotZip(e.to_string()))?;
+    if archive.len() > limits::CODE_MAX_ENTRIES {
+        return Err(UnpackError::TooManyEntries(archive.len()));
+    }
+    Tree::read(&mut archive)?.check_links()
+}
+
 /// The index of a [`Node`] in [`Tree::nodes`]; the root is 0.
 type NodeId = usize;
 const ROOT: NodeId = 0;
