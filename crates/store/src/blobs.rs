@@ -131,12 +131,13 @@ impl BlobStore for LocalBlobs {
                     let Some(name) = blob.file_name().to_str().map(str::to_owned) else {
                         continue;
                     };
-                    let meta = blob
+                    // Gone meanwhile: not listed.
+                    let Ok((meta, modified)) = blob
                         .metadata()
-                        .map_err(StoreError::io(format!("reading {}", blob.path().display())))?;
-                    let modified = meta
-                        .modified()
-                        .map_err(StoreError::io(format!("reading {}", blob.path().display())))?;
+                        .and_then(|meta| meta.modified().map(|modified| (meta, modified)))
+                    else {
+                        continue;
+                    };
                     found.push(BlobInfo {
                         sha256_hex: name,
                         size: meta.len(),

@@ -282,13 +282,12 @@ impl CodeCache {
                 if !is_sha256_hex(&sha) {
                     continue;
                 }
-                let modified = std::fs::symlink_metadata(entry.path())
-                    .and_then(|m| m.modified())
-                    .map_err(StoreError::io(format!(
-                        "reading {}",
-                        entry.path().display()
-                    )))?;
-                found.push((sha, modified));
+                // Gone meanwhile (a deploy's failure, say): nothing to collect.
+                if let Ok(modified) =
+                    std::fs::symlink_metadata(entry.path()).and_then(|m| m.modified())
+                {
+                    found.push((sha, modified));
+                }
             }
             Ok(found)
         })
