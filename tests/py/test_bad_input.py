@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import os
+import time
+import zipfile
 
 import pytest
 from botocore.exceptions import ClientError
 
 from helpers import (
+    FIXED_DATE,
     PY_ECHO,
     PY_RUNTIME,
     ROLE,
@@ -64,6 +69,48 @@ def _symlink_dir_escape():
     return make_zip(GOOD_APP, symlinks={"sub/up": "../../.."})
 
 
+def _zip_entries(entries):
+    """A zip of (name, kind, data) entries, kind "file", "dir" or "link", in that order
+    and as spelt (the same path may appear twice)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, kind, data in entries:
+            zi = zipfile.ZipInfo(name, date_time=FIXED_DATE)
+            zi.create_system = 3
+            mode = {"file": 0o100644, "dir": 0o040755, "link": 0o120777}[kind]
+            zi.external_attr = mode << 16
+            zi.compress_type = zipfile.ZIP_STORED if kind == "link" else zipfile.ZIP_DEFLATED
+            zf.writestr(zi, data)
+    return buf.getvalue()
+
+
+def _file_and_dir_at_one_path():
+    return _zip_entries([("app.py", "file", PY_ECHO), ("lib", "file", "x"), ("lib/", "dir", "")])
+
+
+def _link_and_dir_at_one_path():
+    return _zip_entries([("app.py", "file", PY_ECHO), ("lib/", "dir", ""), ("lib", "link", "app.py")])
+
+
+def _two_entries_at_one_path():
+    return _zip_entries([("app.py", "file", PY_ECHO), ("./app.py", "file", PY_ECHO)])
+
+
+def _file_through_a_link():
+    return _zip_entries([("app.py", "file", PY_ECHO), ("lib", "link", "."), ("lib/x.py", "file", "x")])
+
+
+def _symlink_chain(host_dir: str = "/etc/hostname") -> bytes:
+    """Issue 11, item 1: `d0/…/d29/up` resolves back to the package root, so the `..` of
+    a later link look harmless lexically but climb out of the package on disk."""
+    deep = "/".join(f"d{i}" for i in range(30))
+    return _zip_entries([
+        ("app.py", "file", PY_ECHO),
+        (f"{deep}/up", "link", "../" * 30),
+        ("__pycache__", "link", f"{deep}/up/" + "../" * 31 + host_dir.lstrip("/")),
+    ])
+
+
 STRUCTURAL = {
     "not_a_zip": _not_a_zip,
     "truncated": _truncated_zip,
@@ -73,6 +120,11 @@ STRUCTURAL = {
     "symlink_relative_outside": _symlink_rel,
     "symlink_absolute": _symlink_abs,
     "symlink_dir_outside": _symlink_dir_escape,
+    "symlink_chain_outside": _symlink_chain,
+    "file_and_dir_at_one_path": _file_and_dir_at_one_path,
+    "link_and_dir_at_one_path": _link_and_dir_at_one_path,
+    "two_entries_at_one_path": _two_entries_at_one_path,
+    "file_through_a_link": _file_through_a_link,
 }
 
 BOMBS = {
@@ -135,6 +187,42 @@ def test_bad_zip_on_update(client, make_function, kind, builder, bomb):
     assert sorted(list_all_function_names(client)) == before_list
     # the old code still runs
     assert invoke_ok(client, name, {"x": 2})["event"] == {"x": 2}
+
+
+def _stored(data_dir):
+    """The blobs, unpacked packages and staging leftovers of a data dir."""
+    blobs = sorted(p.name for p in (data_dir / "blobs" / "sha256").glob("*/*"))
+    code = sorted(p.name for p in (data_dir / "code").iterdir()
+                  if p.is_dir() and not p.name.startswith("."))
+    staging = sorted(p.name for p in (data_dir / "code" / ".staging").iterdir())
+    return blobs, code, staging
+
+
+def test_issue_11_a_symlink_chain_cannot_reach_a_host_directory(nimbus, client, tmp_path):
+    """The chain attack of issue 11, item 1, aimed at a real (world-writable) host
+    directory: refused with Lambda's 400, nothing stored, and nothing ever written
+    there (today's precompile, run as root, put its .pyc files there)."""
+    host = tmp_path / "host-target"
+    host.mkdir()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(host, 0o777)
+    before = sorted(list_all_function_names(client))
+    stored_before = _stored(nimbus.data_dir)
+    name = unique_name("chain")
+    try:
+        _, _, msg = assert_client_error(
+            lambda: _create(client, name, _symlink_chain(str(host))),
+            "InvalidParameterValueException", 400)
+        assert msg.startswith(UNZIP_PREFIX) and "outside the package" in msg, msg
+    finally:
+        try:
+            client.delete_function(FunctionName=name)
+        except ClientError:
+            pass
+    assert sorted(list_all_function_names(client)) == before
+    assert _stored(nimbus.data_dir) == stored_before
+    time.sleep(3)  # the precompile ran in the background, after the deploy
+    assert list(host.iterdir()) == []
 
 
 def test_in_tree_symlink_accepted(client, make_function):

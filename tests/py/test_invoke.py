@@ -536,7 +536,8 @@ def test_python_sources_are_compiled_once_and_stay_read_only(nimbus, client, mak
     code = nimbus.data_dir / "code" / sha
     compiled = code / "__pycache__"
     deadline = time.monotonic() + 30
-    while not (compiled.is_dir() and any(compiled.glob("helper.*.pyc"))) and time.monotonic() < deadline:
+    done = nimbus.data_dir / "code" / f"{sha}.compiled"  # written once the tree is sealed again
+    while not (done.exists() and any(compiled.glob("helper.*.pyc"))) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert any(compiled.glob("helper.*.pyc")) and any((code / "pkg" / "__pycache__").glob("__init__.*.pyc")), \
         sorted(p.name for p in code.rglob("*"))

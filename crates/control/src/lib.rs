@@ -3,6 +3,7 @@
 
 mod aliases;
 mod cache;
+mod collector;
 mod events;
 mod provisioned;
 mod schedules;
@@ -96,6 +97,12 @@ fn page_size(max_items: Option<i64>) -> Result<usize> {
     }
 }
 
+/// What a client is told when the server's disk is full.
+const DISK_FULL: &str = "the server is out of disk space: delete functions or versions you no longer need (their code is freed after a grace period) or free space on the server's data disk, then retry";
+
+/// A storage failure as the client sees it. Faults of the request (a bad zip) say what is
+/// wrong with it; the server's own faults are logged here, with the paths and causes
+/// that only the operator should see, and reach the client without them.
 fn store_error(e: StoreError) -> Error {
     match e {
         StoreError::Unpack(unpack) if unpack.is_user_error() => match unpack {
@@ -104,9 +111,16 @@ fn store_error(e: StoreError) -> Error {
                 "Could not unzip uploaded file. Please check your file, then try to upload again. ({other})"
             )),
         },
+        other if other.is_disk_full() => {
+            tracing::error!(error = %other, "storage failure: out of disk space");
+            Error::new(ErrorKind::Service, DISK_FULL)
+        }
         other => {
             tracing::error!(error = %other, "storage failure");
-            Error::service(other)
+            Error::new(
+                ErrorKind::Service,
+                "internal error: the server could not read or write its storage; its log has the details; retry later",
+            )
         }
     }
 }
@@ -179,6 +193,8 @@ impl Platform {
             ));
         }
         let installed = self.code.install(zip).await.map_err(store_error)?;
+        // (`installed.pin` keeps the package from the collector until the caller has
+        // recorded it.)
         // Ready by the first cold start, most likely: compiling runs in the background.
         self.scheduler.precompile(&installed.sha256_hex);
         Ok(installed)
@@ -671,9 +687,16 @@ impl Platform {
                 ErrorKind::Service,
                 "the server is shutting down; retry against a running server",
             )),
+            Err(InvokeError::Code(e)) => {
+                tracing::error!(function = %function.name, "could not prepare the function's code");
+                Err(store_error(e))
+            }
             Err(e) => {
                 tracing::error!(function = %function.name, error = %e, "invoke failed");
-                Err(Error::service(e))
+                Err(Error::new(
+                    ErrorKind::Service,
+                    "internal error: the server could not start an instance of the function; its log has the details",
+                ))
             }
         }
     }

@@ -95,6 +95,11 @@ pub struct ServerArgs {
     /// Price of a million requests for the usage bill, USD.
     #[arg(long, default_value_t = 0.20)]
     price_million_requests: f64,
+    /// Seconds a code package that no function version references any more is kept
+    /// before its zip and unpacked files are removed (never while an instance or a
+    /// deploy uses it).
+    #[arg(long, env = "NIMBUS_CODE_GC_GRACE", default_value_t = 600)]
+    code_gc_grace: u64,
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 10)]
     shutdown_grace: u64,
@@ -322,6 +327,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .start()
         .await
         .map_err(|e| anyhow::anyhow!("loading function settings: {e}"))?;
+    platform.start_code_collector(Duration::from_secs(args.code_gc_grace));
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;

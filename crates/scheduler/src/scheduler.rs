@@ -295,6 +295,8 @@ impl Scheduler {
         function: &FunctionConfig,
         init: InitType,
     ) -> Result<Result<Instance, nimbus_runtime::launch::MissingEntrypoint>, InvokeError> {
+        // Until the instance is listed, the pin keeps its code from the collector.
+        let _pin = self.code.pin(&function.code_sha256_hex);
         let code_dir = self.code.path(&function.code_sha256_hex).await?;
         if function.spec.runtime.family() != nimbus_core::RuntimeFamily::Node {
             // This start compiles what it imports; the next ones load the bytecode.
@@ -306,6 +308,7 @@ impl Scheduler {
                 instance.identity().id.clone(),
                 InstanceInfo {
                     function: function.name.clone(),
+                    code: function.code_sha256_hex.clone(),
                     version: function.version.clone(),
                     revision: function.revision_id.clone(),
                     state: InstanceState::Starting,
@@ -425,6 +428,15 @@ impl Scheduler {
     pub fn precompile(&self, sha256_hex: &str) {
         self.code
             .precompile_python(sha256_hex, self.launcher.python());
+    }
+
+    /// The code packages live instances run (what the code collector must keep).
+    pub fn code_in_use(&self) -> std::collections::HashSet<String> {
+        self.state()
+            .instances
+            .values()
+            .map(|info| info.code.clone())
+            .collect()
     }
 
     /// Every live instance (of `function`, if given), oldest first.

@@ -65,6 +65,8 @@ pub enum InstanceState {
 #[derive(Debug, Clone)]
 pub(crate) struct InstanceInfo {
     pub function: String,
+    /// Hex SHA-256 of the code package it runs (the code collector keeps it).
+    pub code: String,
     pub version: String,
     pub revision: String,
     pub state: InstanceState,

@@ -1,6 +1,7 @@
 //! Code blobs, content-addressed by SHA-256: the [`BlobStore`] interface and a local directory.
 
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -14,6 +15,21 @@ pub trait BlobStore: Send + Sync {
     async fn put(&self, sha256_hex: &str, data: Bytes) -> Result<()>;
     /// The blob stored under `sha256_hex`; [`StoreError::MissingBlob`] if there is none.
     async fn get(&self, sha256_hex: &str) -> Result<Bytes>;
+    /// Every stored blob (for the collector).
+    async fn list(&self) -> Result<Vec<BlobInfo>>;
+    /// Removes the blob stored under `sha256_hex`; whether there was one.
+    async fn delete(&self, sha256_hex: &str) -> Result<bool>;
+}
+
+/// One stored blob, as [`BlobStore::list`] tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobInfo {
+    /// Its hex SHA-256.
+    pub sha256_hex: String,
+    /// Its size, bytes.
+    pub size: u64,
+    /// When it was stored (for the collector's grace period).
+    pub modified: SystemTime,
 }
 
 /// Blobs as files under a directory: `DIR/sha256/<first two hex>/<hex>`.
@@ -23,15 +39,22 @@ pub struct LocalBlobs {
 }
 
 impl LocalBlobs {
-    /// Blobs kept under `root`, which is created if missing.
+    /// Blobs kept under `root`, which is created if missing; writes a crash interrupted
+    /// are removed.
     pub fn open(root: &Path) -> Result<Self> {
-        std::fs::create_dir_all(root.join("tmp"))
+        let tmp = root.join("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp)
+                .map_err(StoreError::io(format!("clearing {}", tmp.display())))?;
+        }
+        std::fs::create_dir_all(&tmp)
             .map_err(StoreError::io(format!("creating {}", root.display())))?;
         Ok(LocalBlobs {
             root: root.to_owned(),
         })
     }
 
+    /// Where blob `hex` is kept. Names that are not hex SHA-256s never reach the disk.
     fn path(&self, hex: &str) -> PathBuf {
         let shard = hex.get(..2).unwrap_or("00");
         self.root.join("sha256").join(shard).join(hex)
@@ -83,5 +106,95 @@ impl BlobStore for LocalBlobs {
                 source: e,
             }),
         }
+    }
+
+    async fn list(&self) -> Result<Vec<BlobInfo>> {
+        let root = self.root.join("sha256");
+        tokio::task::spawn_blocking(move || {
+            let mut found = Vec::new();
+            let shards = match std::fs::read_dir(&root) {
+                Ok(shards) => shards,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
+                Err(e) => return Err(StoreError::io(format!("listing {}", root.display()))(e)),
+            };
+            for shard in shards {
+                let shard = shard.map_err(StoreError::io(format!("listing {}", root.display())))?;
+                let dir = shard.path();
+                if !shard.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    continue;
+                }
+                for blob in std::fs::read_dir(&dir)
+                    .map_err(StoreError::io(format!("listing {}", dir.display())))?
+                {
+                    let blob =
+                        blob.map_err(StoreError::io(format!("listing {}", dir.display())))?;
+                    let Some(name) = blob.file_name().to_str().map(str::to_owned) else {
+                        continue;
+                    };
+                    // Gone meanwhile: not listed.
+                    let Ok((meta, modified)) = blob
+                        .metadata()
+                        .and_then(|meta| meta.modified().map(|modified| (meta, modified)))
+                    else {
+                        continue;
+                    };
+                    found.push(BlobInfo {
+                        sha256_hex: name,
+                        size: meta.len(),
+                        modified,
+                    });
+                }
+            }
+            Ok(found)
+        })
+        .await
+        .map_err(|e| StoreError::Io {
+            what: "listing blobs".to_owned(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+    }
+
+    async fn delete(&self, sha256_hex: &str) -> Result<bool> {
+        if !is_sha256_hex(sha256_hex) {
+            return Ok(false);
+        }
+        let path = self.path(sha256_hex);
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::Io {
+                what: format!("removing blob {}", path.display()),
+                source: e,
+            }),
+        }
+    }
+}
+
+/// Whether `name` is a hex SHA-256 as blobs and code directories are named.
+pub(crate) fn is_sha256_hex(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn blobs_are_listed_and_deleted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let blobs = LocalBlobs::open(dir.path()).expect("open");
+        let sha = "ab".repeat(32);
+        blobs
+            .put(&sha, Bytes::from_static(b"zip"))
+            .await
+            .expect("put");
+        let listed = blobs.list().await.expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].sha256_hex, sha);
+        assert_eq!(listed[0].size, 3);
+        assert!(blobs.delete(&sha).await.expect("delete"));
+        assert!(!blobs.delete(&sha).await.expect("again"));
+        assert!(!blobs.delete("../../etc").await.expect("not a name"));
+        assert!(blobs.list().await.expect("list").is_empty());
     }
 }

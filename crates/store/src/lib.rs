@@ -6,8 +6,8 @@ pub mod code;
 pub mod meta;
 pub mod unpack;
 
-pub use blobs::{BlobStore, LocalBlobs};
-pub use code::CodeCache;
+pub use blobs::{BlobInfo, BlobStore, LocalBlobs};
+pub use code::{CodeCache, CodePin, Collected};
 pub use meta::{open_sqlite, MetadataStore, SqliteMetadata};
 pub use unpack::UnpackError;
 
@@ -49,6 +49,22 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the failure is the server's disk (or quota) being full: the server's
+    /// fault, which its operator can fix, not the request's.
+    pub fn is_disk_full(&self) -> bool {
+        const ENOSPC: i32 = 28;
+        const EDQUOT: i32 = 122;
+        let full = |e: &std::io::Error| matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT));
+        match self {
+            StoreError::Io { source, .. } => full(source),
+            StoreError::Unpack(UnpackError::Io(source)) => full(source),
+            // SQLITE_FULL: "database or disk is full".
+            StoreError::Database(sqlx::Error::Database(e)) => e.code().as_deref() == Some("13"),
+            StoreError::Database(sqlx::Error::Io(source)) => full(source),
+            _ => false,
+        }
+    }
+
     /// Wraps an I/O error with what was being done.
     pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StoreError {
         let what = what.into();

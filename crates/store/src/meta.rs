@@ -42,6 +42,9 @@ pub trait MetadataStore: Send + Sync {
     ) -> Result<Vec<FunctionConfig>>;
     /// How many functions exist and the bytes of code they hold.
     async fn usage(&self) -> Result<(u64, u64)>;
+    /// The hex SHA-256 of every code package a function's `$LATEST` or one of its
+    /// published versions uses: what the code collector must keep.
+    async fn referenced_code(&self) -> Result<std::collections::HashSet<String>>;
     /// The scheduling settings of function `name`, if it exists.
     async fn get_scaling(&self, name: &str) -> Result<Option<Scaling>>;
     /// Sets function `name`'s reserved concurrency; whether the function exists.
@@ -533,6 +536,23 @@ impl MetadataStore for SqliteMetadata {
         Ok((n.max(0) as u64, bytes.max(0) as u64))
     }
 
+    async fn referenced_code(&self) -> Result<std::collections::HashSet<String>> {
+        let rows = sqlx::query(
+            "SELECT code_sha256 AS sha FROM functions \
+             UNION SELECT json_extract(config, '$.code_sha256_hex') FROM versions",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut referenced = std::collections::HashSet::with_capacity(rows.len());
+        for row in &rows {
+            // A version whose config lacks the field would be corrupt; keep looking.
+            if let Some(sha) = row.try_get::<Option<String>, _>("sha")? {
+                referenced.insert(sha);
+            }
+        }
+        Ok(referenced)
+    }
+
     async fn get_scaling(&self, name: &str) -> Result<Option<Scaling>> {
         let row =
             sqlx::query("SELECT reserved_concurrency, keep_alive_s FROM functions WHERE name = ?")
@@ -1010,5 +1030,63 @@ impl MetadataStore for SqliteMetadata {
         .await?;
         let total: i64 = row.try_get("total")?;
         Ok(total.max(0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(name: &str, sha: &str) -> FunctionConfig {
+        let spec = nimbus_core::validate::SpecPatch {
+            runtime: Some("python3.11".into()),
+            handler: Some("app.handler".into()),
+            role: Some("arn:aws:iam::123456789012:role/r".into()),
+            ..Default::default()
+        }
+        .into_new_spec()
+        .expect("spec");
+        FunctionConfig {
+            name: name.into(),
+            version: "$LATEST".into(),
+            spec,
+            code_sha256_hex: sha.into(),
+            code_size: 1,
+            code_unzipped_size: 1,
+            revision_id: uuid::Uuid::new_v4().to_string(),
+            last_modified: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn referenced_code_is_latest_and_every_published_version() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let meta = SqliteMetadata::open(&dir.path().join("nimbus.db"))
+            .await
+            .expect("open");
+        let first = config("f", "v1");
+        meta.insert_function(&first).await.expect("insert");
+        meta.publish_version(&first).await.expect("publish");
+        let second = FunctionConfig {
+            code_sha256_hex: "latest".into(),
+            revision_id: "r2".into(),
+            ..first.clone()
+        };
+        meta.replace_function(&second, &first.revision_id)
+            .await
+            .expect("update");
+        meta.insert_function(&config("g", "other"))
+            .await
+            .expect("insert");
+        let expected = |shas: &[&str]| shas.iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            meta.referenced_code().await.expect("list"),
+            expected(&["v1", "latest", "other"])
+        );
+        meta.delete_function("f").await.expect("delete");
+        assert_eq!(
+            meta.referenced_code().await.expect("list"),
+            expected(&["other"])
+        );
     }
 }
