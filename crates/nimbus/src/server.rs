@@ -98,6 +98,17 @@ pub struct ServerArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 10)]
     shutdown_grace: u64,
+    /// Seconds a client may take to send a request's head (an idle keep-alive connection
+    /// is closed after as long); a half-sent head is answered 408 and closed.
+    #[arg(long, env = "NIMBUS_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    header_read_timeout: u64,
+    /// Seconds a request body may pause before the request is cut off with a 408.
+    #[arg(long, env = "NIMBUS_BODY_IDLE_TIMEOUT", default_value_t = 30)]
+    body_idle_timeout: u64,
+    /// Most client connections open at once; one more is answered 503 (which clients
+    /// retry) and closed, never queued.
+    #[arg(long, env = "NIMBUS_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
 }
 
 /// The first of `candidates` that is an executable file, else `name` found on PATH.
@@ -311,18 +322,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, "serving");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = nimbus_api::router(platform, credentials, isolation);
+    let app = nimbus_api::router(
+        platform,
+        nimbus_api::ApiConfig {
+            credentials,
+            region: args.region.clone(),
+            body_idle_timeout: Duration::from_secs(args.body_idle_timeout),
+        },
+        isolation,
+    );
     let mut stop_serving = stop_rx.clone();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let serve = axum::serve(
+    let serve = nimbus_api::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop_serving.wait_for(|s| *s).await;
-    });
+        app,
+        nimbus_api::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(args.header_read_timeout),
+            max_connections: args.max_connections,
+        },
+        async move {
+            let _ = stop_serving.wait_for(|s| *s).await;
+        },
+    );
     let mut serve = tokio::spawn(async move { serve.await });
     tokio::select! {
         result = &mut serve => {
