@@ -10,6 +10,7 @@
 //! was actually received.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -21,6 +22,7 @@ use nimbus_core::sigv4::{
     PayloadHasher, PendingBody, RequestHead, Verifier, VerifyError, MAX_SKEW_MINUTES,
 };
 use nimbus_core::{Error, ErrorKind};
+use tokio::sync::Semaphore;
 
 use crate::{intake, ApiError};
 
@@ -40,6 +42,35 @@ pub(crate) struct AuthState {
     pub credentials: Option<Credentials>,
     /// The region credentials must be scoped to.
     pub region: String,
+    /// KiB of body that may be held at once for requests whose signature can only be
+    /// checked at the end of their body (no `x-amz-content-sha256`, as botocore sends):
+    /// their senders may not hold the secret, so what they can make the server hold is
+    /// bounded node-wide.
+    pub unverified: Arc<Semaphore>,
+    /// The whole of `unverified`, KiB.
+    pub unverified_kib: u32,
+    /// How long a request waits for room in `unverified` before a 429.
+    pub unverified_wait: Duration,
+}
+
+impl AuthState {
+    /// Checks against `credentials` (none: authentication off) for `region`, holding at most
+    /// `unverified_mb` of bodies not yet verified and waiting at most `wait` for room.
+    pub(crate) fn new(
+        credentials: Option<Credentials>,
+        region: String,
+        unverified_mb: u32,
+        wait: Duration,
+    ) -> Self {
+        let unverified_kib = unverified_mb.saturating_mul(1024).max(1);
+        AuthState {
+            credentials,
+            region,
+            unverified: Arc::new(Semaphore::new(unverified_kib as usize)),
+            unverified_kib,
+            unverified_wait: wait,
+        }
+    }
 }
 
 /// The service credentials must be scoped to.
@@ -102,12 +133,40 @@ pub(crate) async fn check_head(
 
 /// The second stage (inside intake's limits): hashes the body as it arrives and finishes
 /// the check against what was received; the handler then gets the verified bytes.
-pub(crate) async fn check_body(mut request: Request, next: Next) -> Response {
+pub(crate) async fn check_body(
+    State(state): State<Arc<AuthState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let Some(PendingSignature(pending)) = request.extensions_mut().remove::<PendingSignature>()
     else {
         return next.run(request).await;
     };
     let limit = intake::body_limit(request.method(), request.uri().path());
+    // A claimed payload hash has already verified the signature: the sender holds the
+    // secret. Otherwise the body is held on trust until its end, within the budget.
+    let _room = if pending.claimed_hash().is_none() {
+        let declared = intake::content_length(request.headers()).unwrap_or(limit.bytes as u64);
+        let kib = u32::try_from(declared.min(limit.bytes as u64).div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, state.unverified_kib);
+        let room = state.unverified.clone().acquire_many_owned(kib);
+        match tokio::time::timeout(state.unverified_wait, room).await {
+            Ok(Ok(room)) => Some(room),
+            _ => {
+                return ApiError(Error::new(
+                    ErrorKind::TooManyRequests,
+                    format!(
+                        "Too many request bodies are waiting for their signature to be checked (over {} MB); retry shortly. A request that signs x-amz-content-sha256 is verified before its body and does not wait.",
+                        state.unverified_kib / 1024
+                    ),
+                ))
+                .into_response()
+            }
+        }
+    } else {
+        None
+    };
     let (parts, body) = request.into_parts();
     let mut hasher = PayloadHasher::new();
     let body = match intake::read_with(body, limit.bytes, limit.operation, |piece| {

@@ -83,7 +83,7 @@ pub(crate) fn too_large(limit: usize, operation: Option<&str>) -> Error {
 
 /// The declared `Content-Length`, if there is a readable one (hyper has refused
 /// unreadable ones already).
-fn content_length(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
     headers
         .get(axum::http::header::CONTENT_LENGTH)?
         .to_str()
@@ -269,19 +269,28 @@ pub(crate) async fn read_with(
     mut on_piece: impl FnMut(&[u8]),
 ) -> Result<Bytes, Error> {
     use http_body_util::BodyExt;
-    let capacity = usize::try_from(body.size_hint().lower())
-        .unwrap_or(limit)
-        .min(limit);
-    let mut collected = Vec::with_capacity(capacity);
+    let expected = usize::try_from(body.size_hint().lower()).unwrap_or(limit);
     let mut body = http_body_util::Limited::new(body, limit);
+    let mut collected: Option<bytes::BytesMut> = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| read_error(&axum::Error::new(e), limit, operation))?;
-        if let Ok(data) = frame.into_data() {
-            on_piece(&data);
-            collected.extend_from_slice(&data);
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        on_piece(&data);
+        match &mut collected {
+            // A body that came whole (as one already verified does) is passed on as it is.
+            None if body.is_end_stream() => return Ok(data),
+            None => {
+                let mut buffer =
+                    bytes::BytesMut::with_capacity(expected.min(limit).max(data.len()));
+                buffer.extend_from_slice(&data);
+                collected = Some(buffer);
+            }
+            Some(buffer) => buffer.extend_from_slice(&data),
         }
     }
-    Ok(Bytes::from(collected))
+    Ok(collected.map(bytes::BytesMut::freeze).unwrap_or_default())
 }
 
 /// Reads a whole body of at most `limit` bytes (see [`read_with`]).

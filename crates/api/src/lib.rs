@@ -34,6 +34,10 @@ pub struct ApiConfig {
     pub region: String,
     /// Longest a request body may pause before the request is cut off (408).
     pub body_idle_timeout: Duration,
+    /// MB of body held at once, node-wide, for requests whose signature can only be
+    /// checked once their body is in (no `x-amz-content-sha256`); a request that finds no
+    /// room within `body_idle_timeout` is answered 429.
+    pub unverified_body_budget_mb: u32,
 }
 
 /// The request id of one API request, also the invocation's request id.
@@ -46,10 +50,12 @@ pub struct RequestId(pub String);
 /// timed); the body hashed and the signature finished; the handler.
 /// `isolation` describes what the sandbox does on this host, for `/nimbus/v1/health`.
 pub fn router(platform: Arc<Platform>, config: ApiConfig, isolation: serde_json::Value) -> Router {
-    let auth = Arc::new(auth::AuthState {
-        credentials: config.credentials,
-        region: config.region,
-    });
+    let auth = Arc::new(auth::AuthState::new(
+        config.credentials,
+        config.region,
+        config.unverified_body_budget_mb,
+        config.body_idle_timeout,
+    ));
     let intake = Arc::new(intake::IntakeConfig {
         body_idle_timeout: config.body_idle_timeout,
     });
@@ -59,7 +65,10 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig, isolation: serde_json:
         .fallback(error::unknown_operation)
         .with_state(platform)
         .layer(DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn(auth::check_body))
+        .layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            auth::check_body,
+        ))
         .layer(axum::middleware::from_fn_with_state(intake, intake::intake))
         .layer(axum::middleware::from_fn_with_state(auth, auth::check_head))
         .layer(axum::middleware::from_fn(request_id))

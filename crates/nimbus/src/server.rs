@@ -109,6 +109,11 @@ pub struct ServerArgs {
     /// retry) and closed, never queued.
     #[arg(long, env = "NIMBUS_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
+    /// MB of request body held at once for requests whose signature can only be checked
+    /// at the end of their body (botocore's; their senders may not hold the secret); one
+    /// that finds no room within --body-idle-timeout is answered 429.
+    #[arg(long, env = "NIMBUS_UNVERIFIED_BODY_BUDGET", default_value_t = 512)]
+    unverified_body_budget: u32,
 }
 
 /// The first of `candidates` that is an executable file, else `name` found on PATH.
@@ -201,6 +206,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     if cgroups.is_none() && !args.no_sandbox {
         tracing::warn!("no writable cgroups: instances run without memory, pids or CPU limits");
+    }
+    if args.max_connections == 0
+        || args.header_read_timeout == 0
+        || args.body_idle_timeout == 0
+        || args.unverified_body_budget == 0
+    {
+        bail!(
+            "--max-connections, --header-read-timeout, --body-idle-timeout and --unverified-body-budget must be at least 1 (the server would refuse every request)"
+        );
     }
     for dir in &args.expose {
         if !dir.is_absolute() || !dir.is_dir() {
@@ -328,6 +342,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             credentials,
             region: args.region.clone(),
             body_idle_timeout: Duration::from_secs(args.body_idle_timeout),
+            unverified_body_budget_mb: args.unverified_body_budget,
         },
         isolation,
     );
@@ -343,7 +358,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             let _ = stop_serving.wait_for(|s| *s).await;
         },
     );
-    let mut serve = tokio::spawn(async move { serve.await });
+    let mut serve = tokio::spawn(serve);
     tokio::select! {
         result = &mut serve => {
             scheduler.shutdown();
