@@ -8,12 +8,16 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import subprocess
 import urllib.request
 
 import boto3
 import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from helpers import NimbusServer, _nimbus_bin, make_zip, py_zip, raw_request, unique_name
@@ -31,8 +35,8 @@ def secured(tmp_path_factory):
     srv.cleanup()
 
 
-def lambda_client(endpoint, key=KEY, secret=SECRET):
-    return boto3.client("lambda", endpoint_url=endpoint, region_name="us-east-1",
+def lambda_client(endpoint, key=KEY, secret=SECRET, region="us-east-1"):
+    return boto3.client("lambda", endpoint_url=endpoint, region_name=region,
                         aws_access_key_id=key, aws_secret_access_key=secret,
                         config=Config(retries={"total_max_attempts": 1}))
 
@@ -160,3 +164,136 @@ def test_a_function_cannot_use_the_control_plane_without_credentials(secured):
                            Environment={"Variables": {"API": secured.endpoint}})
     out = client.invoke(FunctionName=name, Payload=b"{}")
     assert json.loads(out["Payload"].read()) == 403
+
+
+def botocore_signed(endpoint, method, path, body, headers=None, service="lambda", region="us-east-1"):
+    """Headers botocore's own signer (the reference) gives a request; any extra `headers`
+    (e.g. X-Amz-Content-SHA256) are signed with it."""
+    request = AWSRequest(method=method, url=endpoint + path, data=body, headers=dict(headers or {}))
+    SigV4Auth(Credentials(KEY, SECRET), service, region).add_auth(request)
+    return dict(request.headers.items())
+
+
+@pytest.fixture(scope="module")
+def echo(secured):
+    name = unique_name()
+    lambda_client(secured.endpoint).create_function(
+        FunctionName=name, Runtime="python3.11", Handler="app.handler",
+        Role="arn:aws:iam::123456789012:role/x",
+        Code={"ZipFile": make_zip({"app.py": "def handler(e, c):\n    return e\n"})})
+    return f"/2015-03-31/functions/{name}/invocations"
+
+
+def test_a_tampered_body_under_its_original_content_hash_is_refused(secured, echo):
+    body = b'{"amount": 1}'
+    headers = botocore_signed(secured.endpoint, "POST", echo, body,
+                              {"X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest()})
+    status, _, answer = raw_request(secured.endpoint, "POST", echo, body, headers=headers, sign=False)
+    assert status == 200 and json.loads(answer) == {"amount": 1}, "positive control: the untouched request"
+    status, answer_headers, answer = raw_request(secured.endpoint, "POST", echo, b'{"amount": 1000}',
+                                                 headers=headers, sign=False)
+    assert status == 403 and answer_headers["x-amzn-errortype"] == "InvalidSignatureException", answer
+    assert b"The provided 'x-amz-content-sha256' header does not match what was computed." in answer
+    # Without the header (as botocore signs Lambda requests) the body's own hash is checked.
+    plain = botocore_signed(secured.endpoint, "POST", echo, body)
+    assert "X-Amz-Content-SHA256" not in plain
+    status, _, _ = raw_request(secured.endpoint, "POST", echo, body, headers=plain, sign=False)
+    assert status == 200
+    status, answer_headers, _ = raw_request(secured.endpoint, "POST", echo, b'{"amount": 1000}',
+                                            headers=plain, sign=False)
+    assert status == 403 and answer_headers["x-amzn-errortype"] == "InvalidSignatureException"
+
+
+def test_unsigned_and_streaming_payloads_are_refused(secured, echo):
+    for claim in ("UNSIGNED-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"):
+        headers = botocore_signed(secured.endpoint, "POST", echo, b"{}", {"X-Amz-Content-SHA256": claim})
+        status, answer_headers, answer = raw_request(secured.endpoint, "POST", echo, b'{"other": 1}',
+                                                     headers=headers, sign=False)
+        assert status == 403 and answer_headers["x-amzn-errortype"] == "InvalidSignatureException", answer
+        assert f"not '{claim}'".encode() in answer and b"Sign the payload" in answer
+
+
+def test_a_date_more_than_15_minutes_ahead_is_refused(secured):
+    path = "/2015-03-31/functions/"
+    ahead = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=16)
+    status, headers, body = raw_request(secured.endpoint, "GET", path, sign=False,
+                                        headers=sign(secured.endpoint, "GET", path, b"", ahead))
+    assert status == 403 and headers["x-amzn-errortype"] == "InvalidSignatureException"
+    message = json.loads(body)["message"]
+    stamp = r"\d{8}T\d{6}Z"
+    assert re.fullmatch(rf"Signature not yet current: {stamp} is still later than {stamp} \({stamp} \+ 15 min\.\)",
+                        message), message
+    assert message.split()[4] == ahead.strftime("%Y%m%dT%H%M%SZ")
+    slightly = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=14)
+    status, _, _ = raw_request(secured.endpoint, "GET", path, sign=False,
+                               headers=sign(secured.endpoint, "GET", path, b"", slightly))
+    assert status == 200, "a clock 14 minutes ahead is within AWS's window"
+    behind = datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=16)
+    status, _, body = raw_request(secured.endpoint, "GET", path, sign=False,
+                                  headers=sign(secured.endpoint, "GET", path, b"", behind))
+    assert status == 403
+    assert re.fullmatch(rf"Signature expired: {stamp} is now earlier than {stamp} \({stamp} - 15 min\.\)",
+                        json.loads(body)["message"])
+
+
+def test_credentials_must_be_scoped_to_the_servers_region_and_lambda(secured):
+    with pytest.raises(ClientError) as e:
+        lambda_client(secured.endpoint, region="eu-west-1").list_functions()
+    error = e.value.response["Error"]
+    assert error["Code"] == "InvalidSignatureException"
+    assert error["Message"].startswith("Credential should be scoped to a valid region. ")
+    assert "'us-east-1'" in error["Message"], "says which region to sign for"
+    path = "/2015-03-31/functions/"
+    headers = botocore_signed(secured.endpoint, "GET", path, b"", service="s3")
+    status, answer_headers, body = raw_request(secured.endpoint, "GET", path, headers=headers, sign=False)
+    assert status == 403 and answer_headers["x-amzn-errortype"] == "InvalidSignatureException"
+    assert json.loads(body)["message"] == "Credential should be scoped to correct service: 'lambda'. "
+
+
+def test_a_server_in_another_region_wants_signatures_for_it(tmp_path):
+    srv = NimbusServer(tmp_path / "data", tmp_path / "server.log", args=["--region", "eu-west-1"],
+                       env_extra={"NIMBUS_ACCESS_KEY_ID": KEY, "NIMBUS_SECRET_ACCESS_KEY": SECRET}).start()
+    try:
+        assert lambda_client(srv.endpoint, region="eu-west-1").list_functions()["Functions"] == []
+        refused(lambda: lambda_client(srv.endpoint).list_functions(), "InvalidSignatureException")
+        env = dict(os.environ, NIMBUS_ENDPOINT=srv.endpoint, NIMBUS_ACCESS_KEY_ID=KEY,
+                   NIMBUS_SECRET_ACCESS_KEY=SECRET, NIMBUS_REGION="eu-west-1")
+        listed = subprocess.run([_nimbus_bin(), "ls"], env=env, capture_output=True, text=True)
+        assert listed.returncode == 0, listed.stderr
+    finally:
+        srv.cleanup()
+
+
+@pytest.mark.parametrize("path", [
+    "/2015-03-31/functions/?MaxItems=5&FunctionVersion=ALL",
+    "/2015-03-31/functions/?Marker=a%2Fb%20c%2B%3D%26&MaxItems=1",
+    "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A000000000000%3Afunction%3Anone?Qualifier=%24LATEST",
+    "/2015-03-31/functions/none~x.y_z-1/configuration",
+    "/2019-09-25/functions/none/event-invoke-config/list?Marker=%E2%82%AC",
+])
+def test_botocores_signatures_verify_for_awkward_paths_and_queries(secured, path):
+    """botocore is the reference signer: whatever the server answers, it is not a refusal
+    of the signature; the same request with another body is refused."""
+    headers = botocore_signed(secured.endpoint, "GET", path, b"")
+    status, answer_headers, body = raw_request(secured.endpoint, "GET", path, headers=headers, sign=False)
+    assert status != 403, body
+    headers = botocore_signed(secured.endpoint, "GET", path, b"")
+    status, answer_headers, _ = raw_request(secured.endpoint, "GET", path, b"x", headers=headers, sign=False)
+    assert status == 403 and answer_headers["x-amzn-errortype"] == "InvalidSignatureException"
+
+
+def test_the_nimbus_cli_signs_a_streamed_upload(secured, tmp_path):
+    """Packages over 1 MiB are uploaded as a stream with a progress bar: the CLI signs
+    their hash rather than UNSIGNED-PAYLOAD."""
+    src = tmp_path / "big"
+    src.mkdir()
+    (src / "app.py").write_text("def handler(event, context):\n    return 'big'\n")
+    (src / "noise.bin").write_bytes(os.urandom(1536 * 1024))  # incompressible
+    env = dict(os.environ, NIMBUS_ENDPOINT=secured.endpoint, NIMBUS_ACCESS_KEY_ID=KEY,
+               NIMBUS_SECRET_ACCESS_KEY=SECRET)
+    name = unique_name()
+    deployed = subprocess.run([_nimbus_bin(), "deploy", str(src), "--name", name, "--runtime", "python3.11",
+                               "--handler", "app.handler"], env=env, capture_output=True, text=True)
+    assert deployed.returncode == 0, deployed.stderr
+    out = subprocess.run([_nimbus_bin(), "invoke", name], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and json.loads(out.stdout) == "big"

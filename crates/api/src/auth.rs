@@ -1,19 +1,30 @@
 //! Request authentication: when the server has credentials, every request must carry a
-//! valid SigV4 signature for service `lambda` (the HTTP trigger of a public URL and
-//! `/metrics` excepted).
+//! valid SigV4 signature for service `lambda` in the server's region (the HTTP trigger of a
+//! public URL and `/metrics` excepted).
+//!
+//! It runs in two stages around [`crate::intake`], so that a request that cannot be
+//! authentic costs nothing: [`check_head`] verifies everything the head can tell (key,
+//! scope, date, signed headers, and the whole signature when the client sent
+//! `x-amz-content-sha256`) before a byte of the body is read; [`check_body`] then hashes the
+//! body as it arrives (bounded by intake) and finishes the check against the hash of what
+//! was actually received.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chrono::{NaiveDateTime, Utc};
-use nimbus_core::sigv4::{self, SignedRequest};
+use chrono::Utc;
+use nimbus_core::sigv4::{
+    PayloadHasher, PendingBody, RequestHead, Verifier, VerifyError, MAX_SKEW_MINUTES,
+};
 use nimbus_core::{Error, ErrorKind};
+use tokio::sync::Semaphore;
 
-use crate::ApiError;
+use crate::{intake, ApiError};
 
 /// The server's API credentials.
 #[derive(Debug, Clone)]
@@ -24,22 +35,68 @@ pub struct Credentials {
     pub secret_access_key: String,
 }
 
-/// Largest signed body read for verification (a 50 MB zip, base64, plus fields).
-const BODY_MAX: usize = 70_167_211 + 1024;
-/// Largest clock difference accepted, as AWS allows.
-const SKEW_MINUTES: i64 = 15;
-
-fn denied(kind: ErrorKind, message: impl Into<String>) -> Error {
-    Error::new(kind, message)
+/// What authentication checks requests against.
+#[derive(Debug)]
+pub(crate) struct AuthState {
+    /// The one key requests must be signed with; `None`: authentication is off.
+    pub credentials: Option<Credentials>,
+    /// The region credentials must be scoped to.
+    pub region: String,
+    /// KiB of body that may be held at once for requests whose signature can only be
+    /// checked at the end of their body (no `x-amz-content-sha256`, as botocore sends):
+    /// their senders may not hold the secret, so what they can make the server hold is
+    /// bounded node-wide.
+    pub unverified: Arc<Semaphore>,
+    /// The whole of `unverified`, KiB.
+    pub unverified_kib: u32,
+    /// How long a request waits for room in `unverified` before a 429.
+    pub unverified_wait: Duration,
 }
 
-/// The middleware: verifies the signature of every request that needs one.
-pub(crate) async fn authenticate(
-    State(credentials): State<Arc<Option<Credentials>>>,
-    request: Request,
+impl AuthState {
+    /// Checks against `credentials` (none: authentication off) for `region`, holding at most
+    /// `unverified_mb` of bodies not yet verified and waiting at most `wait` for room.
+    pub(crate) fn new(
+        credentials: Option<Credentials>,
+        region: String,
+        unverified_mb: u32,
+        wait: Duration,
+    ) -> Self {
+        let unverified_kib = unverified_mb.saturating_mul(1024).max(1);
+        AuthState {
+            credentials,
+            region,
+            unverified: Arc::new(Semaphore::new(unverified_kib as usize)),
+            unverified_kib,
+            unverified_wait: wait,
+        }
+    }
+}
+
+/// The service credentials must be scoped to.
+const SERVICE: &str = "lambda";
+
+/// A request whose head passed; [`check_body`] finishes it.
+#[derive(Debug, Clone)]
+struct PendingSignature(PendingBody);
+
+/// A header's values joined by `,` (as SigV4 canonicalises repeated headers).
+fn header_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    (!values.is_empty()).then(|| values.join(","))
+}
+
+/// The first stage: refuses at once what the head shows cannot be authentic.
+pub(crate) async fn check_head(
+    State(state): State<Arc<AuthState>>,
+    mut request: Request,
     next: Next,
 ) -> Response {
-    let Some(credentials) = credentials.as_ref() else {
+    let Some(credentials) = &state.credentials else {
         return next.run(request).await;
     };
     let path = request.uri().path();
@@ -48,123 +105,143 @@ pub(crate) async fn authenticate(
         // A public URL needs no signature; an AWS_IAM one is refused by the trigger.
         return next.run(request).await;
     }
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, BODY_MAX).await else {
-        return ApiError(Error::new(
-            ErrorKind::RequestTooLarge,
-            "Request is too large to verify",
-        ))
-        .into_response();
+    let verifier = Verifier {
+        access_key_id: &credentials.access_key_id,
+        secret_access_key: &credentials.secret_access_key,
+        region: &state.region,
+        service: SERVICE,
     };
-    if let Err(e) = verify(&parts, &body, credentials) {
-        return ApiError(e).into_response();
+    let checked = {
+        let headers = request.headers();
+        let lookup = |name: &str| header_value(headers, name);
+        let head = RequestHead {
+            method: request.method().as_str(),
+            raw_path: request.uri().path(),
+            raw_query: request.uri().query().unwrap_or(""),
+            header: &lookup,
+        };
+        verifier.check_head(&head, Utc::now())
+    };
+    match checked {
+        Ok(pending) => {
+            request.extensions_mut().insert(PendingSignature(pending));
+            next.run(request).await
+        }
+        Err(e) => ApiError(refusal(e)).into_response(),
+    }
+}
+
+/// The second stage (inside intake's limits): hashes the body as it arrives and finishes
+/// the check against what was received; the handler then gets the verified bytes.
+pub(crate) async fn check_body(
+    State(state): State<Arc<AuthState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(PendingSignature(pending)) = request.extensions_mut().remove::<PendingSignature>()
+    else {
+        return next.run(request).await;
+    };
+    let limit = intake::body_limit(request.method(), request.uri().path());
+    // A claimed payload hash has already verified the signature: the sender holds the
+    // secret. Otherwise the body is held on trust until its end, within the budget.
+    let _room = if pending.claimed_hash().is_none() {
+        let declared = intake::content_length(request.headers()).unwrap_or(limit.bytes as u64);
+        let kib = u32::try_from(declared.min(limit.bytes as u64).div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, state.unverified_kib);
+        let room = state.unverified.clone().acquire_many_owned(kib);
+        match tokio::time::timeout(state.unverified_wait, room).await {
+            Ok(Ok(room)) => Some(room),
+            _ => {
+                return ApiError(Error::new(
+                    ErrorKind::TooManyRequests,
+                    format!(
+                        "Too many request bodies are waiting for their signature to be checked (over {} MB); retry shortly. A request that signs x-amz-content-sha256 is verified before its body and does not wait.",
+                        state.unverified_kib / 1024
+                    ),
+                ))
+                .into_response()
+            }
+        }
+    } else {
+        None
+    };
+    let (parts, body) = request.into_parts();
+    let mut hasher = PayloadHasher::new();
+    let body = match intake::read_with(body, limit.bytes, limit.operation, |piece| {
+        hasher.update(piece)
+    })
+    .await
+    {
+        Ok(body) => body,
+        Err(e) => return ApiError(e).into_response(),
+    };
+    if let Err(e) = pending.finish(&hasher.finish_hex()) {
+        return ApiError(refusal(e)).into_response();
     }
     next.run(Request::from_parts(parts, Body::from(body))).await
 }
 
-/// Checks one request's SigV4 signature against `credentials`.
-fn verify(parts: &Parts, body: &[u8], credentials: &Credentials) -> Result<(), Error> {
-    let header = |name: &str| -> Option<String> {
-        let values: Vec<&str> = parts
-            .headers
-            .get_all(name)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        (!values.is_empty()).then(|| values.join(","))
-    };
-    let Some(authorization) = header("authorization") else {
-        return Err(denied(
+/// A refused signature in AWS's words, with what to do about it where AWS says nothing.
+fn refusal(error: VerifyError) -> Error {
+    let invalid = |message: String| Error::new(ErrorKind::InvalidSignature, message);
+    match error {
+        VerifyError::Missing => Error::new(
             ErrorKind::MissingAuthentication,
             "Missing Authentication Token",
-        ));
-    };
-    let auth = sigv4::parse_authorization(&authorization).ok_or_else(|| {
-        denied(
-            ErrorKind::InvalidSignature,
-            "The Authorization header is not a valid AWS4-HMAC-SHA256 signature.",
-        )
-    })?;
-    if auth.access_key_id != credentials.access_key_id {
-        return Err(denied(
+        ),
+        VerifyError::UnknownKey(_) => Error::new(
             ErrorKind::UnrecognizedClient,
             "The security token included in the request is invalid.",
-        ));
-    }
-    if auth.service != "lambda" {
-        return Err(denied(
-            ErrorKind::InvalidSignature,
-            "Credential should be scoped to correct service: 'lambda'.",
-        ));
-    }
-    let amz_date = header("x-amz-date").ok_or_else(|| {
-        denied(
-            ErrorKind::InvalidSignature,
-            "The request has no X-Amz-Date header.",
-        )
-    })?;
-    let signed_at = NaiveDateTime::parse_from_str(&amz_date, "%Y%m%dT%H%M%SZ")
-        .map_err(|_| {
-            denied(
-                ErrorKind::InvalidSignature,
-                format!("X-Amz-Date '{amz_date}' is not a SigV4 date."),
-            )
-        })?
-        .and_utc();
-    if !amz_date.starts_with(&auth.date) {
-        return Err(denied(
-            ErrorKind::InvalidSignature,
-            "The credential scope's date does not match X-Amz-Date.",
-        ));
-    }
-    let now = Utc::now();
-    if (now - signed_at).num_minutes().abs() > SKEW_MINUTES {
-        return Err(denied(
-            ErrorKind::InvalidSignature,
-            format!(
-                "Signature expired: {amz_date} is now earlier than {} ({} - 15 min.)",
-                (now - chrono::Duration::minutes(SKEW_MINUTES)).format("%Y%m%dT%H%M%SZ"),
-                now.format("%Y%m%dT%H%M%SZ")
-            ),
-        ));
-    }
-    if !auth.signed_headers.iter().any(|h| h == "host") {
-        return Err(denied(
-            ErrorKind::InvalidSignature,
-            "The host header must be signed.",
-        ));
-    }
-    let mut headers = Vec::new();
-    for name in &auth.signed_headers {
-        let value = header(name).ok_or_else(|| {
-            denied(
-                ErrorKind::InvalidSignature,
-                format!("The signed header '{name}' is missing."),
-            )
-        })?;
-        headers.push((name.clone(), value));
-    }
-    let payload_hash = header("x-amz-content-sha256").unwrap_or_else(|| sigv4::sha256_hex(body));
-    let expected = SignedRequest {
-        method: parts.method.as_str(),
-        raw_path: parts.uri.path(),
-        raw_query: parts.uri.query().unwrap_or(""),
-        headers,
-        payload_hash: &payload_hash,
-        amz_date: &amz_date,
-    }
-    .signature(
-        &credentials.secret_access_key,
-        &auth.date,
-        &auth.region,
-        &auth.service,
-    );
-    if sigv4::constant_time_eq(&expected, &auth.signature) {
-        Ok(())
-    } else {
-        Err(denied(
-            ErrorKind::InvalidSignature,
-            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.",
-        ))
+        ),
+        VerifyError::Malformed => invalid(
+            "The Authorization header is not a valid AWS4-HMAC-SHA256 signature. Sign requests with SigV4 (boto3, the AWS CLI and the nimbus CLI do).".into(),
+        ),
+        VerifyError::WrongRegion { expected, got } => invalid(format!(
+            "Credential should be scoped to a valid region. This server's region is '{expected}', not '{got}': sign for it (region_name, AWS_DEFAULT_REGION or NIMBUS_REGION)."
+        )),
+        VerifyError::WrongService { expected, .. } => invalid(format!(
+            "Credential should be scoped to correct service: '{expected}'. "
+        )),
+        VerifyError::MissingDate => invalid(
+            "Authorization header requires existence of a 'X-Amz-Date' header.".into(),
+        ),
+        VerifyError::BadDate(value) => invalid(format!(
+            "X-Amz-Date '{value}' is not a SigV4 date (YYYYMMDDTHHMMSSZ)."
+        )),
+        VerifyError::ScopeDate { scope, amz_date } => invalid(format!(
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{scope}' != '{}', from '{amz_date}'.",
+            amz_date.get(..8).unwrap_or(&amz_date)
+        )),
+        VerifyError::Expired {
+            signed,
+            earliest,
+            now,
+        } => invalid(format!(
+            "Signature expired: {signed} is now earlier than {earliest} ({now} - {MAX_SKEW_MINUTES} min.)"
+        )),
+        VerifyError::NotYetCurrent {
+            signed,
+            latest,
+            now,
+        } => invalid(format!(
+            "Signature not yet current: {signed} is still later than {latest} ({now} + {MAX_SKEW_MINUTES} min.)"
+        )),
+        VerifyError::HostNotSigned => invalid(
+            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into(),
+        ),
+        VerifyError::SignedHeaderMissing(name) => invalid(format!(
+            "The signed header '{name}' is missing from the request."
+        )),
+        VerifyError::PayloadNotSigned(value) => invalid(format!(
+            "x-amz-content-sha256 must be the hex SHA-256 of the body, not '{value}': this API does not accept unsigned or streaming payloads. Sign the payload (boto3, the AWS CLI and the nimbus CLI do)."
+        )),
+        VerifyError::PayloadMismatch => invalid(
+            "The provided 'x-amz-content-sha256' header does not match what was computed.".into(),
+        ),
+        VerifyError::SignatureMismatch => invalid(
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.".into(),
+        ),
     }
 }

@@ -24,6 +24,7 @@ fn status(kind: ErrorKind) -> StatusCode {
         | ErrorKind::Validation
         | ErrorKind::InvalidRequestContent => StatusCode::BAD_REQUEST,
         ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
         ErrorKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::MissingAuthentication

@@ -4,11 +4,14 @@
 
 mod auth;
 mod error;
+mod intake;
 mod lambda;
 mod nimbus;
+mod serve;
 mod trigger;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::HeaderValue;
@@ -19,19 +22,43 @@ use nimbus_control::Platform;
 
 pub use auth::Credentials;
 pub use error::ApiError;
+pub use serve::{serve, ConnectionLimits};
+
+/// How the API treats requests.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// With credentials, every request must be SigV4-signed with them; `None` turns
+    /// authentication off.
+    pub credentials: Option<Credentials>,
+    /// The server's region: signatures must be scoped to it.
+    pub region: String,
+    /// Longest a request body may pause before the request is cut off (408).
+    pub body_idle_timeout: Duration,
+    /// MB of body held at once, node-wide, for requests whose signature can only be
+    /// checked once their body is in (no `x-amz-content-sha256`); a request that finds no
+    /// room within `body_idle_timeout` is answered 429.
+    pub unverified_body_budget_mb: u32,
+}
 
 /// The request id of one API request, also the invocation's request id.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-/// Every route Nimbus serves on its public address; with `credentials`, requests must be
-/// signed with them.
+/// Every route Nimbus serves on its public address, guarded as `config` says. Layers, from
+/// the outside in: request id; the signature checks a request's head allows (refused at
+/// once); intake (413 from `Content-Length` over the route's limit, the body bounded and
+/// timed); the body hashed and the signature finished; the handler.
 /// `isolation` describes what the sandbox does on this host, for `/nimbus/v1/health`.
-pub fn router(
-    platform: Arc<Platform>,
-    credentials: Option<Credentials>,
-    isolation: serde_json::Value,
-) -> Router {
+pub fn router(platform: Arc<Platform>, config: ApiConfig, isolation: serde_json::Value) -> Router {
+    let auth = Arc::new(auth::AuthState::new(
+        config.credentials,
+        config.region,
+        config.unverified_body_budget_mb,
+        config.body_idle_timeout,
+    ));
+    let intake = Arc::new(intake::IntakeConfig {
+        body_idle_timeout: config.body_idle_timeout,
+    });
     lambda::routes()
         .merge(nimbus::routes(isolation))
         .merge(trigger::routes())
@@ -39,9 +66,11 @@ pub fn router(
         .with_state(platform)
         .layer(DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(credentials),
-            auth::authenticate,
+            auth.clone(),
+            auth::check_body,
         ))
+        .layer(axum::middleware::from_fn_with_state(intake, intake::intake))
+        .layer(axum::middleware::from_fn_with_state(auth, auth::check_head))
         .layer(axum::middleware::from_fn(request_id))
 }
 

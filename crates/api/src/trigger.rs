@@ -13,7 +13,7 @@ use axum::{Extension, Router};
 use base64::Engine as _;
 use bytes::Bytes;
 use nimbus_control::{Invoke, Platform};
-use nimbus_core::{limits, UrlConfig};
+use nimbus_core::{limits, ErrorKind, UrlConfig};
 use serde_json::{json, Map, Value};
 
 use crate::{ApiError, RequestId};
@@ -57,11 +57,12 @@ async fn trigger(
     if url.auth_type == "AWS_IAM" && !signed(&headers) {
         return Ok(plain(StatusCode::FORBIDDEN, "Forbidden"));
     }
-    let Ok(body) = axum::body::to_bytes(body, limits::SYNC_PAYLOAD_MAX_BYTES).await else {
-        return Ok(plain(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "Request must be smaller than 6291456 bytes",
-        ));
+    let body = match crate::intake::read(body, limits::SYNC_PAYLOAD_MAX_BYTES, None).await {
+        Ok(body) => body,
+        Err(e) if e.kind == ErrorKind::RequestTooLarge => {
+            return Ok(plain(StatusCode::PAYLOAD_TOO_LARGE, &e.message));
+        }
+        Err(e) => return Err(e.into()),
     };
     let path = format!("/{}", params.get("path").map(String::as_str).unwrap_or(""));
     let event = event(

@@ -24,6 +24,10 @@ pub enum ClientError {
         /// The server's message.
         message: String,
     },
+    /// A streamed request body without its hash in `x-amz-content-sha256`: it cannot be
+    /// signed (a bug in the command that built it).
+    #[error("cannot sign a streamed request body without its SHA-256 in x-amz-content-sha256")]
+    UnsignableBody,
     /// The answer could not be read.
     #[error("unreadable answer from the server: {0}")]
     Protocol(String),
@@ -80,7 +84,7 @@ impl Client {
         };
         let mut request = request.build().map_err(unreachable)?;
         if let Some((key, secret)) = &self.credentials {
-            sign(&mut request, key, secret);
+            sign(&mut request, key, secret)?;
         }
         let response = self.http.execute(request).await.map_err(unreachable)?;
         if response.status().is_success() {
@@ -141,50 +145,51 @@ fn data_dir_credentials() -> Option<(String, String)> {
     Some((field("access_key_id")?, field("secret_access_key")?))
 }
 
-/// Signs `request` with SigV4 for service `lambda` (a streamed body is sent unsigned).
-fn sign(request: &mut reqwest::Request, key: &str, secret: &str) {
-    use nimbus_core::sigv4::{sha256_hex, SignedRequest, ALGORITHM};
+/// Signs `request` with SigV4 for service `lambda`. The body's hash is signed: a streamed
+/// body must come with its hash already in `x-amz-content-sha256` (the server refuses
+/// unsigned payloads).
+fn sign(request: &mut reqwest::Request, key: &str, secret: &str) -> Result<(), ClientError> {
+    use nimbus_core::sigv4::{sha256_hex, Signer};
     let url = request.url().clone();
     let host = match url.port() {
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_owned(),
     };
-    let now = chrono::Utc::now();
-    let amz_date = now.format("%Y%m%dT%H%M%SZ").to_string();
-    let date = now.format("%Y%m%d").to_string();
-    let region = std::env::var("NIMBUS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
-    let payload_hash = match request.body().and_then(reqwest::Body::as_bytes) {
-        Some(bytes) => sha256_hex(bytes),
-        None if request.body().is_none() => sha256_hex(b""),
-        None => "UNSIGNED-PAYLOAD".to_owned(),
+    let claimed = request
+        .headers()
+        .get("x-amz-content-sha256")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let payload_hash = match (claimed, request.body()) {
+        (Some(hash), _) => hash,
+        (None, None) => sha256_hex(b""),
+        (None, Some(body)) => match body.as_bytes() {
+            Some(bytes) => sha256_hex(bytes),
+            None => return Err(ClientError::UnsignableBody),
+        },
     };
-    let signature = SignedRequest {
-        method: request.method().as_str(),
-        raw_path: url.path(),
-        raw_query: url.query().unwrap_or(""),
-        headers: vec![
-            ("host".to_owned(), host.clone()),
-            ("x-amz-content-sha256".to_owned(), payload_hash.clone()),
-            ("x-amz-date".to_owned(), amz_date.clone()),
-        ],
-        payload_hash: &payload_hash,
-        amz_date: &amz_date,
+    let region = std::env::var("NIMBUS_REGION").unwrap_or_else(|_| "us-east-1".to_owned());
+    let signed = Signer {
+        access_key_id: key,
+        secret_access_key: secret,
+        region: &region,
+        service: "lambda",
     }
-    .signature(secret, &date, &region, "lambda");
-    let authorization = format!(
-        "{ALGORITHM} Credential={key}/{date}/{region}/lambda/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={signature}"
+    .sign(
+        request.method().as_str(),
+        url.path(),
+        url.query().unwrap_or(""),
+        &host,
+        &payload_hash,
+        chrono::Utc::now(),
     );
     let headers = request.headers_mut();
-    for (name, value) in [
-        ("host", host),
-        ("x-amz-content-sha256", payload_hash),
-        ("x-amz-date", amz_date),
-        ("authorization", authorization),
-    ] {
+    for (name, value) in signed {
         if let Ok(value) = reqwest::header::HeaderValue::from_str(&value) {
             headers.insert(name, value);
         }
     }
+    Ok(())
 }
 
 impl Client {

@@ -15,6 +15,8 @@ pub enum ErrorKind {
     InvalidRequestContent,
     /// The request is larger than the operation allows.
     RequestTooLarge,
+    /// The client stopped sending the request body; it may retry.
+    RequestTimeout,
     /// A `RevisionId` precondition did not hold.
     PreconditionFailed,
     /// A limit was hit; retry later.
@@ -41,6 +43,7 @@ impl ErrorKind {
             ErrorKind::Validation => "ValidationException",
             ErrorKind::InvalidRequestContent => "InvalidRequestContentException",
             ErrorKind::RequestTooLarge => "RequestEntityTooLargeException",
+            ErrorKind::RequestTimeout => "RequestTimeoutException",
             ErrorKind::PreconditionFailed => "PreconditionFailedException",
             ErrorKind::TooManyRequests => "TooManyRequestsException",
             ErrorKind::ProvisionedConcurrencyConfigNotFound => {

@@ -103,6 +103,22 @@ pub struct ServerArgs {
     /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
     #[arg(long, default_value_t = 10)]
     shutdown_grace: u64,
+    /// Seconds a client may take to send a request's head (an idle keep-alive connection
+    /// is closed after as long); a half-sent head is answered 408 and closed.
+    #[arg(long, env = "NIMBUS_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    header_read_timeout: u64,
+    /// Seconds a request body may pause before the request is cut off with a 408.
+    #[arg(long, env = "NIMBUS_BODY_IDLE_TIMEOUT", default_value_t = 30)]
+    body_idle_timeout: u64,
+    /// Most client connections open at once; one more is answered 503 (which clients
+    /// retry) and closed, never queued.
+    #[arg(long, env = "NIMBUS_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
+    /// MB of request body held at once for requests whose signature can only be checked
+    /// at the end of their body (botocore's; their senders may not hold the secret); one
+    /// that finds no room within --body-idle-timeout is answered 429.
+    #[arg(long, env = "NIMBUS_UNVERIFIED_BODY_BUDGET", default_value_t = 512)]
+    unverified_body_budget: u32,
 }
 
 /// The first of `candidates` that is an executable file, else `name` found on PATH.
@@ -201,6 +217,15 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     if cgroups.is_none() && !args.no_sandbox {
         tracing::warn!("no writable cgroups: instances run without memory, pids or CPU limits");
+    }
+    if args.max_connections == 0
+        || args.header_read_timeout == 0
+        || args.body_idle_timeout == 0
+        || args.unverified_body_budget == 0
+    {
+        bail!(
+            "--max-connections, --header-read-timeout, --body-idle-timeout and --unverified-body-budget must be at least 1 (the server would refuse every request)"
+        );
     }
     for dir in &args.expose {
         if !dir.is_absolute() || !dir.is_dir() {
@@ -341,19 +366,29 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, "serving");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = nimbus_api::router(platform, credentials, isolation);
+    let app = nimbus_api::router(
+        platform,
+        nimbus_api::ApiConfig {
+            credentials,
+            region: args.region.clone(),
+            body_idle_timeout: Duration::from_secs(args.body_idle_timeout),
+            unverified_body_budget_mb: args.unverified_body_budget,
+        },
+        isolation,
+    );
     let mut stop_serving = stop_rx.clone();
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let serve = axum::serve(
+    let serve = nimbus_api::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        let _ = stop_serving.wait_for(|s| *s).await;
-    });
-    let mut serve = tokio::spawn(async move { serve.await });
+        app,
+        nimbus_api::ConnectionLimits {
+            header_read_timeout: Duration::from_secs(args.header_read_timeout),
+            max_connections: args.max_connections,
+        },
+        async move {
+            let _ = stop_serving.wait_for(|s| *s).await;
+        },
+    );
+    let mut serve = tokio::spawn(serve);
     tokio::select! {
         result = &mut serve => {
             scheduler.shutdown();

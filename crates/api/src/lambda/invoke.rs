@@ -104,9 +104,12 @@ pub(crate) async fn invoke(
     let asynchronous = invocation_type == "Event";
     let payload = if asynchronous {
         // Read a little past the limit, to say how large the payload was.
-        let payload = axum::body::to_bytes(body, limits::SYNC_PAYLOAD_MAX_BYTES)
+        let payload = crate::intake::read(body, limits::SYNC_PAYLOAD_MAX_BYTES, None)
             .await
-            .map_err(|_| too_large_for_event(limits::SYNC_PAYLOAD_MAX_BYTES))?;
+            .map_err(|e| match e.kind {
+                ErrorKind::RequestTooLarge => too_large_for_event(limits::SYNC_PAYLOAD_MAX_BYTES),
+                _ => e,
+            })?;
         if payload.len() > limits::ASYNC_PAYLOAD_MAX_BYTES {
             return Err(too_large_for_event(payload.len()).into());
         }

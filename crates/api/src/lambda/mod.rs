@@ -100,14 +100,10 @@ pub(crate) fn routes() -> Router<Arc<Platform>> {
         )
 }
 
-/// Reads a body of at most `limit` bytes, answering Lambda's error when it is larger.
+/// Reads a body of at most `limit` bytes, answering Lambda's error when it is larger (and
+/// 408 or 400 when it stalls or is malformed).
 pub(crate) async fn read_body(body: Body, limit: usize, operation: &str) -> Result<Bytes, Error> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        Error::new(
-            ErrorKind::RequestTooLarge,
-            format!("Request must be smaller than {limit} bytes for the {operation} operation"),
-        )
-    })
+    crate::intake::read(body, limit, Some(operation)).await
 }
 
 /// The `Qualifier` query parameter, if given.

@@ -235,8 +235,13 @@ async fn upload(client: &Client, method: Method, path: &str, body: Value) -> any
         progress.inc(chunk.len() as u64);
         Ok::<_, std::io::Error>(chunk)
     }));
+    // A streamed body is signed by its hash, computed here while the bytes are at hand.
     let request = request
         .header("content-length", total)
+        .header(
+            "x-amz-content-sha256",
+            nimbus_core::sigv4::sha256_hex(&bytes),
+        )
         .body(reqwest::Body::wrap_stream(stream));
     let result = client.json(request).await;
     bar.finish_and_clear();
