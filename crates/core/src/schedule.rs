@@ -280,6 +280,9 @@ mod properties {
             .prop_map(|(s, m, h, (dom, dow), mon)| [s, m, h, dom, mon, dow])
     }
 
+    /// A rate's unit and its length. Singular and plural are both accepted whatever N is
+    /// (`rate(5 minute)`, `rate(1 minutes)`): EventBridge refuses the mismatch, Nimbus has
+    /// always taken either, and these properties keep it so.
     fn unit() -> impl Strategy<Value = (&'static str, i64)> {
         prop_oneof![
             Just(("minute", MINUTE)),
