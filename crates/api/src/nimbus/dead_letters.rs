@@ -7,7 +7,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use nimbus_control::Platform;
-use nimbus_core::DeadLetter;
+use nimbus_core::{DeadLetter, ErrorKind};
 use serde_json::{json, Value};
 
 use crate::ApiError;
@@ -59,10 +59,17 @@ pub(crate) async fn redrive_all(
     let letters = platform
         .dead_letters(params.get("function").map(String::as_str))
         .await?;
+    let mut redriven = 0;
     for letter in &letters {
-        platform.redrive(&letter.event.id).await?;
+        match platform.redrive(&letter.event.id).await {
+            Ok(()) => redriven += 1,
+            // Deleted or re-driven by someone else since the listing: not this call's to
+            // send, and no reason to answer an (undocumented) 404 after sending the rest.
+            Err(e) if e.kind == ErrorKind::ResourceNotFound => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(Json(json!({ "redriven": letters.len() })))
+    Ok(Json(json!({ "redriven": redriven })))
 }
 
 /// `DELETE /nimbus/v1/dead-letters/{id}`: 204.

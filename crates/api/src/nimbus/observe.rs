@@ -24,20 +24,29 @@ fn parse_time(raw: &str) -> Result<i64, Error> {
     if let Ok(ms) = raw.parse::<i64>() {
         return Ok(ms);
     }
-    let (number, unit) = raw.split_at(raw.len().saturating_sub(1));
-    let scale = match unit {
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
+    // By the last character, not byte: `since=ró` split inside `ó` and panicked.
+    let mut chars = raw.chars();
+    let unit = chars.next_back();
+    let scale: i64 = match unit {
+        Some('s') => 1_000,
+        Some('m') => 60_000,
+        Some('h') => 3_600_000,
+        Some('d') => 86_400_000,
         _ => 0,
     };
-    match number.parse::<i64>() {
-        Ok(n) if scale > 0 && n >= 0 => Ok(chrono::Utc::now().timestamp_millis() - n * scale),
-        _ => Err(Error::invalid(format!(
+    let age = chars
+        .as_str()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| scale > 0 && *n >= 0)
+        // Checked: an age of 10^17 days overflowed (a panic in debug builds).
+        .and_then(|n| n.checked_mul(scale))
+        .and_then(|ms| chrono::Utc::now().timestamp_millis().checked_sub(ms));
+    age.ok_or_else(|| {
+        Error::invalid(format!(
             "'{raw}' is not a time: give epoch milliseconds or an age like 10m, 2h, 1d"
-        ))),
-    }
+        ))
+    })
 }
 
 fn log_query(function: String, params: &HashMap<String, String>) -> Result<LogQuery, Error> {
@@ -185,4 +194,34 @@ pub(crate) async fn metrics(State(platform): State<Arc<Platform>>) -> Result<Res
         .encode(&gauges)
         .map_err(Error::service)?;
     Ok(([("content-type", "text/plain; version=0.0.4")], text).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_time;
+
+    #[test]
+    fn times_are_epoch_ms_or_ages_and_anything_else_is_refused_without_a_panic() {
+        assert_eq!(
+            parse_time("1700000000000").expect("epoch ms"),
+            1_700_000_000_000
+        );
+        let now = chrono::Utc::now().timestamp_millis();
+        let ten_minutes_ago = parse_time("10m").expect("an age");
+        assert!((now - 600_000 - ten_minutes_ago).abs() < 5_000);
+        // A multi-byte last character (found by schemathesis: it panicked), an age past i64.
+        for bad in [
+            "ró",
+            "é",
+            "",
+            "m",
+            "-5m",
+            "10x",
+            "99999999999999999d",
+            "5 m",
+        ] {
+            let err = parse_time(bad).expect_err(bad);
+            assert!(err.message.contains("is not a time"), "{bad}: {err}");
+        }
+    }
 }
