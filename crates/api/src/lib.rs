@@ -71,7 +71,28 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig, isolation: serde_json:
         ))
         .layer(axum::middleware::from_fn_with_state(intake, intake::intake))
         .layer(axum::middleware::from_fn_with_state(auth, auth::check_head))
+        .layer(axum::middleware::from_fn(contain_panics))
         .layer(axum::middleware::from_fn(request_id))
+}
+
+/// Answers a request whose handling panicked with a 500 (and logs it), rather than
+/// dropping its connection unanswered: a bug in one request must not look like a network
+/// failure to its client.
+async fn contain_panics(request: Request, next: Next) -> Response {
+    use futures_util::FutureExt;
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    match std::panic::AssertUnwindSafe(next.run(request))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::error!(%method, %path, "a request handler panicked");
+            axum::response::IntoResponse::into_response(ApiError(nimbus_core::Error::service(
+                "the request failed inside the server; it was logged, retry it or report it",
+            )))
+        }
+    }
 }
 
 /// Gives each request an id, visible to handlers and sent back as `x-amzn-RequestId`.
@@ -83,4 +104,36 @@ async fn request_id(mut request: Request, next: Next) -> Response {
         response.headers_mut().insert("x-amzn-requestid", value);
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A handler with a bug.
+    async fn buggy() -> &'static str {
+        panic!("a bug")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_500_not_dropped() {
+        let mut app: Router = Router::new()
+            .route("/boom", axum::routing::get(buggy))
+            .layer(axum::middleware::from_fn(contain_panics));
+        let request = Request::builder()
+            .uri("/boom")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        let response = tower_service::Service::call(&mut app, request)
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), 500);
+        assert_eq!(
+            response
+                .headers()
+                .get("x-amzn-errortype")
+                .map(|v| v.as_bytes()),
+            Some(&b"ServiceException"[..])
+        );
+    }
 }

@@ -113,10 +113,12 @@ fn every_documented_operation_declares_the_errors_it_gives() {
     for (path, item) in &paths {
         for (method, op) in operations(item) {
             let declared = declared(&doc, path, method);
-            assert!(
-                declared.contains(&403),
-                "{method} {path} does not declare 403"
-            );
+            for status in [403, 429, 503] {
+                assert!(
+                    declared.contains(&status),
+                    "{method} {path} does not declare {status}"
+                );
+            }
             if path.contains('{') {
                 let url = path.replace("{name}", "absent").replace("{id}", "absent");
                 let answer = server.http(&method.to_uppercase(), &url, "{}");
