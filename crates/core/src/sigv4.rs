@@ -582,12 +582,7 @@ mod tests {
             payload_hash: &sha256_hex(b""),
             amz_date: "20150830T123600Z",
         };
-        let signature = request.signature(
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            "20150830",
-            "us-east-1",
-            "service",
-        );
+        let signature = suite_signature(&request);
         assert_eq!(
             signature,
             "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"
@@ -614,6 +609,16 @@ mod tests {
         assert!(constant_time_eq("abc", "abc") && !constant_time_eq("abc", "abd"));
     }
 
+    /// `request`'s signature with the AWS test suite's secret, date, region and service.
+    fn suite_signature(request: &SignedRequest) -> String {
+        request.signature(
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            "20150830",
+            "us-east-1",
+            "service",
+        )
+    }
+
     /// AWS's test suite: get-vanilla-query-order-key-case (parameters sorted by key, then
     /// value, after encoding).
     #[test]
@@ -630,12 +635,7 @@ mod tests {
             amz_date: "20150830T123600Z",
         };
         assert_eq!(
-            request.signature(
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                "20150830",
-                "us-east-1",
-                "service",
-            ),
+            suite_signature(&request),
             "b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500"
         );
     }
@@ -659,12 +659,7 @@ mod tests {
             amz_date: "20150830T123600Z",
         };
         assert_eq!(
-            request.signature(
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-                "20150830",
-                "us-east-1",
-                "service",
-            ),
+            suite_signature(&request),
             "ff11897932ad3f4e8b18135d722051e5ac45fc38421b1da7b9d196a0fe09473a"
         );
     }
