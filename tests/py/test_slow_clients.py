@@ -288,3 +288,25 @@ def test_bodies_that_can_only_be_verified_at_their_end_share_a_bounded_budget(tm
         assert make_client(srv.endpoint).list_functions()["Functions"] == []
     finally:
         srv.cleanup()
+
+
+def test_requests_without_a_body_never_wait_for_the_budget(tmp_path):
+    """A body held on trust fills the whole budget; calls that carry no body (botocore's
+    GETs) owe it nothing and are served at once, not refused with a 429."""
+    srv = start(tmp_path, "--unverified-body-budget", "8", "--body-idle-timeout", "20")
+    try:
+        size = 20_000_000
+        path = "/2015-03-31/functions"
+        request = AWSRequest(method="POST", url=srv.endpoint + path, data=b"{}")
+        SigV4Auth(Credentials(KEY, "not-the-secret"), "lambda", "us-east-1").add_auth(request)
+        head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{srv.port}", f"Content-Length: {size}"]
+        head = ("\r\n".join(head + [f"{k}: {v}" for k, v in request.headers.items()]) + "\r\n\r\n").encode()
+        with connect(srv, timeout=30) as holder:
+            holder.sendall(head + b"\0" * (1 << 20))  # then it stalls, holding the budget
+            time.sleep(0.5)
+            # Well inside the 20 s the held body may stall: it still holds the budget.
+            client = make_client(srv.endpoint, read_timeout=5)
+            for _ in range(3):
+                assert client.list_functions()["Functions"] == []
+    finally:
+        srv.cleanup()

@@ -144,9 +144,14 @@ pub(crate) async fn check_body(
     };
     let limit = intake::body_limit(request.method(), request.uri().path());
     // A claimed payload hash has already verified the signature: the sender holds the
-    // secret. Otherwise the body is held on trust until its end, within the budget.
-    let _room = if pending.claimed_hash().is_none() {
-        let declared = intake::content_length(request.headers()).unwrap_or(limit.bytes as u64);
+    // secret. Otherwise the body is held on trust until its end, within the budget (a
+    // request with neither Content-Length nor Transfer-Encoding has no body to hold).
+    let declared = match intake::content_length(request.headers()) {
+        Some(length) => length,
+        None if request.headers().contains_key("transfer-encoding") => limit.bytes as u64,
+        None => 0,
+    };
+    let room = if pending.claimed_hash().is_none() && declared > 0 {
         let kib = u32::try_from(declared.min(limit.bytes as u64).div_ceil(1024))
             .unwrap_or(u32::MAX)
             .clamp(1, state.unverified_kib);
@@ -180,6 +185,8 @@ pub(crate) async fn check_body(
     if let Err(e) = pending.finish(&hasher.finish_hex()) {
         return ApiError(refusal(e)).into_response();
     }
+    // Verified: the body is no longer held on trust (the handler may run for minutes).
+    drop(room);
     next.run(Request::from_parts(parts, Body::from(body))).await
 }
 

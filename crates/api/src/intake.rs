@@ -260,6 +260,9 @@ fn root_cause(error: &(dyn StdError + 'static)) -> String {
     current.to_string()
 }
 
+/// Most a body's buffer reserves up front on the word of its Content-Length.
+const INITIAL_BUFFER_MAX: usize = 256 * 1024;
+
 /// Reads a whole body of at most `limit` bytes, calling `on_piece` with each piece as it
 /// arrives (e.g. to hash it); errors are the client's, as [`read_error`] words them.
 pub(crate) async fn read_with(
@@ -282,8 +285,10 @@ pub(crate) async fn read_with(
             // A body that came whole (as one already verified does) is passed on as it is.
             None if body.is_end_stream() => return Ok(data),
             None => {
-                let mut buffer =
-                    bytes::BytesMut::with_capacity(expected.min(limit).max(data.len()));
+                // The declared length is the sender's word: reserve no more than a
+                // modest start for it, and grow with what really arrives.
+                let start = expected.min(limit).min(INITIAL_BUFFER_MAX);
+                let mut buffer = bytes::BytesMut::with_capacity(start.max(data.len()));
                 buffer.extend_from_slice(&data);
                 collected = Some(buffer);
             }

@@ -304,7 +304,20 @@ impl Plan {
                     MsFlags::MS_NOSUID,
                     Some(options.as_str()),
                 )?,
-                Step::Disk { disk, target } => tmpdisk::mount(disk, target)?,
+                Step::Disk { disk, target } => {
+                    if let Err(e) = tmpdisk::mount(disk, target) {
+                        // No loop device to be had now: a tmpfs of the size serves instead.
+                        disk.remove();
+                        eprintln!("nimbus: /tmp is in memory, its disk failed: {e}");
+                        mount(
+                            Some("tmpfs"),
+                            target,
+                            Some("tmpfs"),
+                            MsFlags::MS_NOSUID,
+                            Some(format!("size={}m,mode=1777", disk.size_mb.max(1)).as_str()),
+                        )?;
+                    }
+                }
                 Step::Unmount(target) => umount2(target, MntFlags::MNT_DETACH)?,
                 Step::Device { path, major, minor } => {
                     mknod(

@@ -55,8 +55,21 @@ impl TmpDisks {
             dir: dir.to_owned(),
             mkfs,
         };
-        // Proves the whole chain once; a host that cannot is told at start.
-        disks.make(1).ok()?.remove();
+        // Proves the whole chain once (an image, a loop device, an ext4 mount), on a probe
+        // directory of its own; a host that cannot is told at start.
+        let probe = disks.make(1).ok()?;
+        let at = dir.join("probe");
+        std::fs::create_dir(&at).ok()?;
+        let mounted = mount(&probe, &at);
+        if mounted.is_ok() {
+            let _ = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH);
+        }
+        probe.remove();
+        let _ = std::fs::remove_dir(&at);
+        if let Err(e) = mounted {
+            tracing::warn!(error = %e, "loop-mounting a /tmp disk failed: instances get a tmpfs /tmp");
+            return None;
+        }
         Some(disks)
     }
 

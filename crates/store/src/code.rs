@@ -38,6 +38,8 @@ pub struct CodeCache {
     unpacking: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Packages whose Python sources are being compiled.
     compiling: Mutex<HashSet<String>>,
+    /// One compile at a time: each is a process outside any instance's cgroup.
+    compile_slot: Arc<tokio::sync::Semaphore>,
     /// Which packages deploys, starting instances and compiles hold, and when each was
     /// last used: what the collector must leave alone although no version references it.
     uses: Arc<Mutex<Uses>>,
@@ -122,6 +124,7 @@ impl CodeCache {
             blobs,
             unpacking: Mutex::new(HashMap::new()),
             compiling: Mutex::new(HashSet::new()),
+            compile_slot: Arc::new(tokio::sync::Semaphore::new(1)),
             uses: Arc::new(Mutex::new(Uses::default())),
         })
     }
@@ -239,7 +242,9 @@ impl CodeCache {
         }
         let pin = self.pin(sha256_hex);
         let (cache, sha, python) = (self.clone(), sha256_hex.to_owned(), python.to_owned());
+        let slot = self.compile_slot.clone();
         tokio::spawn(async move {
+            let _slot = slot.acquire_owned().await;
             match compile_python(&python, &dir).await {
                 Ok(()) => {
                     if let Err(e) = std::fs::write(&done, "") {
@@ -520,10 +525,15 @@ async fn compile_python(python: &Path, dir: &Path) -> Result<()> {
     let as_root = nix::unistd::geteuid().is_root();
     let owner = as_root.then_some(COMPILE_UID);
     let target = dir.to_owned();
-    off_thread("lending code to the compile", move || {
+    let lent = off_thread("lending code to the compile", move || {
         lend_dirs(&target, owner)
     })
-    .await?;
+    .await;
+    if let Err(e) = lent {
+        // Part of the tree may be lent already: it is given back and sealed all the same.
+        let _ = reseal(dir, as_root).await;
+        return Err(e);
+    }
     let compiled = tokio::time::timeout(
         COMPILE_LIMIT,
         tokio::process::Command::new(python)
@@ -541,14 +551,7 @@ async fn compile_python(python: &Path, dir: &Path) -> Result<()> {
             .status(),
     )
     .await;
-    let target = dir.to_owned();
-    off_thread("sealing code", move || {
-        if as_root {
-            give_back(&target)?;
-        }
-        seal(&target)
-    })
-    .await?;
+    reseal(dir, as_root).await?;
     match compiled {
         Ok(Ok(status)) if status.success() => Ok(()),
         Ok(Ok(status)) => Err(StoreError::Io {
@@ -561,6 +564,18 @@ async fn compile_python(python: &Path, dir: &Path) -> Result<()> {
             source: std::io::Error::other("took too long"),
         }),
     }
+}
+
+/// Gives a tree lent to the compile back to root (when the server is root) and seals it.
+async fn reseal(dir: &Path, as_root: bool) -> Result<()> {
+    let target = dir.to_owned();
+    off_thread("sealing code", move || {
+        if as_root {
+            give_back(&target)?;
+        }
+        seal(&target)
+    })
+    .await
 }
 
 /// Makes every directory of a sealed tree writable by its owner, so `__pycache__` can be

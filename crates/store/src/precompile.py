@@ -11,8 +11,16 @@ not compile is skipped (the import reports it, as without the precompile).
 """
 
 import os
+import resource
 import stat
 import sys
+
+# The compile runs outside any instance's cgroup: bound what one package can make it use.
+for limit, value in ((resource.RLIMIT_AS, 2 << 30), (resource.RLIMIT_CPU, 120),
+                     (resource.RLIMIT_FSIZE, 64 << 20), (resource.RLIMIT_CORE, 0)):
+    resource.setrlimit(limit, (value, value))
+# Sources larger than this are left to compile at import, inside the instance's limits.
+SOURCE_MAX_BYTES = 4 << 20
 
 uid, gid = int(sys.argv[1]), int(sys.argv[2])
 if os.geteuid() == 0:
@@ -38,6 +46,7 @@ for dirpath, dirnames, filenames in os.walk(".", followlinks=False):
     sources = [
         f for f in filenames
         if f.endswith(".py") and not os.path.islink(os.path.join(dirpath, f))
+        and os.lstat(os.path.join(dirpath, f)).st_size <= SOURCE_MAX_BYTES
     ]
     if not sources:
         continue

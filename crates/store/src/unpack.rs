@@ -463,14 +463,22 @@ fn copy_at_most(
     }
 }
 
+/// Longest file name Linux takes (`NAME_MAX`).
+const NAME_MAX_BYTES: usize = 255;
+/// Longest entry path taken: below Linux's `PATH_MAX` (4096) with room for the code
+/// directory's own path.
+const PATH_MAX_BYTES: usize = 3072;
+
 /// The entry name as a relative path with only normal components, or `None` if it is unsafe.
 fn safe_relative(name: &str) -> Option<PathBuf> {
-    if name.contains('\0') || name.contains('\\') {
+    // Longer names or paths than the kernel takes would fail as the server's write error.
+    if name.contains('\0') || name.contains('\\') || name.len() > PATH_MAX_BYTES {
         return None;
     }
     let mut out = PathBuf::new();
     for component in Path::new(name).components() {
         match component {
+            Component::Normal(part) if part.len() > NAME_MAX_BYTES => return None,
             Component::Normal(part) => out.push(part),
             Component::CurDir => {}
             Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
@@ -520,6 +528,18 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o755);
+    }
+
+    #[test]
+    fn names_longer_than_the_kernel_takes_are_the_archives_fault() {
+        let long_name = "n".repeat(256);
+        let long_path = vec!["d"; 1600].join("/");
+        for name in [long_name.as_str(), long_path.as_str()] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let err = unpack(&zip_of(&[(name, b"x")]), dir.path()).expect_err("too long");
+            assert!(matches!(err, UnpackError::UnsafePath(_)), "{err}");
+            assert!(err.is_user_error());
+        }
     }
 
     #[test]
