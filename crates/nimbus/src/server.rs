@@ -114,9 +114,11 @@ pub struct ServerArgs {
     /// retry) and closed, never queued.
     #[arg(long, env = "NIMBUS_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
-    /// MB of request body held at once for requests whose signature can only be checked
-    /// at the end of their body (botocore's; their senders may not hold the secret); one
-    /// that finds no room within --body-idle-timeout is answered 429.
+    /// MB of request body held at once, until their signature is checked, for requests that
+    /// can only be verified at the end of their body (botocore's; their senders may not
+    /// hold the secret). One request may hold at most the whole budget (a larger body still
+    /// passes alone); one that finds no room within --body-idle-timeout is answered 429.
+    /// Requests without a body owe it nothing.
     #[arg(long, env = "NIMBUS_UNVERIFIED_BODY_BUDGET", default_value_t = 512)]
     unverified_body_budget: u32,
 }
