@@ -310,3 +310,62 @@ def test_requests_without_a_body_never_wait_for_the_budget(tmp_path):
                 assert client.list_functions()["Functions"] == []
     finally:
         srv.cleanup()
+
+
+def test_a_body_that_trickles_in_is_cut_off_though_it_never_stalls(guarded, invocations):
+    # A byte every half second never trips the 2 s idle timeout; falling behind 4 KiB/s
+    # after that grace does.
+    with connect(guarded, timeout=15) as sock:
+        sock.sendall(signed_head(guarded, "POST", invocations, {"Content-Length": "100000"}))
+        answer = None
+        for _ in range(24):  # at most 12 s of trickling
+            try:
+                sock.sendall(b" ")
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sock.settimeout(0.5)
+            try:
+                answer = read_answer(sock)
+                break
+            except socket.timeout:
+                continue
+        sock.settimeout(5)
+        if answer is None:
+            answer = read_answer(sock)
+    assert answer is not None and answer[0] == 408, answer
+    assert answer[1]["x-amzn-errortype"] == "RequestTimeoutException"
+    assert b"slower than" in answer[2], answer[2]
+
+
+def test_one_client_cannot_take_every_connection(tmp_path):
+    srv = start(tmp_path, "--max-connections", "50", "--max-connections-per-client", "3")
+    try:
+        held = [connect(srv) for _ in range(3)]
+        time.sleep(0.3)  # let the server accept them
+        with connect(srv) as sock:
+            sock.sendall(unsigned_head(srv, "GET", "/metrics", {}))
+            answer = read_answer(sock)
+        assert answer is not None and answer[0] == 503, answer
+        assert "--max-connections-per-client" in json.loads(answer[2])["Message"]
+        # Another client address (still loopback) is served meanwhile.
+        other = socket.socket()
+        other.bind(("127.0.0.2", 0))
+        other.settimeout(ANSWER_WITHIN_S)
+        other.connect(("127.0.0.1", srv.port))
+        with other:
+            other.sendall(unsigned_head(srv, "GET", "/metrics", {"Connection": "close"}))
+            answer = read_answer(other)
+        assert answer is not None and answer[0] == 200, answer
+        for sock in held:
+            sock.close()
+        deadline = time.monotonic() + ANSWER_WITHIN_S
+        while True:
+            with connect(srv) as sock:
+                sock.sendall(unsigned_head(srv, "GET", "/metrics", {"Connection": "close"}))
+                answer = read_answer(sock)
+            if answer is not None and answer[0] == 200:
+                break
+            assert time.monotonic() < deadline, f"the client's slots did not come back: {answer}"
+            time.sleep(0.1)
+    finally:
+        srv.cleanup()

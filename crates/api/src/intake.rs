@@ -136,7 +136,14 @@ pub(crate) enum BodyError {
         /// The idle timeout.
         idle: Duration,
     },
+    /// Past the idle timeout's grace, the body arrived slower than [`BODY_RATE_MIN`].
+    #[error("the request body arrived slower than {BODY_RATE_MIN} bytes/s")]
+    TooSlow,
 }
+
+/// Slowest a body may arrive on average, bytes per second, after a grace of the idle
+/// timeout: a client trickling a byte just inside the idle timeout is cut off all the same.
+pub(crate) const BODY_RATE_MIN: u64 = 4096;
 
 /// A request body that ends in an error past `limit` bytes or after `idle` without data.
 struct GuardedBody {
@@ -148,11 +155,16 @@ struct GuardedBody {
     limit: usize,
     /// The idle timeout.
     idle: Duration,
-    /// Fires `idle` after the last data (armed at the first read, so a handler that reads
-    /// late is not cut off for it).
+    /// Fires at the earlier of `idle` after the last data and the time the body falls
+    /// behind [`BODY_RATE_MIN`] (armed at the first read, so a handler that reads late is
+    /// not cut off for it).
     timer: Pin<Box<Sleep>>,
-    /// Whether the timer has been armed.
-    armed: bool,
+    /// When the first read came, once it has.
+    started: Option<Instant>,
+    /// Bytes received so far.
+    received: u64,
+    /// When data last came (or the first read).
+    last: Instant,
 }
 
 impl GuardedBody {
@@ -163,8 +175,23 @@ impl GuardedBody {
             limit,
             idle,
             timer: Box::pin(tokio::time::sleep(idle)),
-            armed: false,
+            started: None,
+            received: 0,
+            last: Instant::now(),
         }
+    }
+
+    /// When the body falls behind the minimum rate with what it has sent.
+    fn behind_at(&self, started: Instant) -> Instant {
+        let earned = Duration::from_secs_f64(self.received as f64 / BODY_RATE_MIN as f64);
+        started + self.idle + earned
+    }
+
+    /// Re-arms the timer after data (or at the first read).
+    fn rearm(&mut self, started: Instant) {
+        self.last = Instant::now();
+        let next = (self.last + self.idle).min(self.behind_at(started));
+        self.timer.as_mut().reset(next);
     }
 }
 
@@ -177,10 +204,15 @@ impl HttpBody for GuardedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
-        if !this.armed {
-            this.armed = true;
-            this.timer.as_mut().reset(Instant::now() + this.idle);
-        }
+        let started = match this.started {
+            Some(started) => started,
+            None => {
+                let now = Instant::now();
+                this.started = Some(now);
+                this.rearm(now);
+                now
+            }
+        };
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(frame))) => {
                 if let Some(data) = frame.data_ref() {
@@ -191,14 +223,20 @@ impl HttpBody for GuardedBody {
                         }))));
                     }
                     this.remaining -= data.len();
+                    this.received += data.len() as u64;
                 }
-                this.timer.as_mut().reset(Instant::now() + this.idle);
+                this.rearm(started);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Pending => match this.timer.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(axum::Error::new(BodyError::Stalled {
-                    idle: this.idle,
-                })))),
+                Poll::Ready(()) => {
+                    let error = if Instant::now() >= this.last + this.idle {
+                        BodyError::Stalled { idle: this.idle }
+                    } else {
+                        BodyError::TooSlow
+                    };
+                    Poll::Ready(Some(Err(axum::Error::new(error))))
+                }
                 Poll::Pending => Poll::Pending,
             },
             other => other,
@@ -236,6 +274,13 @@ pub(crate) fn read_error(error: &axum::Error, limit: usize, operation: Option<&s
             format!(
                 "The request body stopped arriving: nothing for {} s. Send the whole body without pausing, then retry.",
                 idle.as_secs_f64()
+            ),
+        ),
+        Some(BodyError::TooSlow) => Error::new(
+            ErrorKind::RequestTimeout,
+            format!(
+                "The request body arrived slower than {} KiB/s. Send it over a faster connection, then retry.",
+                BODY_RATE_MIN / 1024
             ),
         ),
         None if find::<http_body_util::LengthLimitError>(error).is_some() => {
@@ -379,6 +424,29 @@ mod tests {
         let body = Body::new(GuardedBody::new(stalled, 100, Duration::from_secs(2)));
         let error = read(body, 100, None).await.expect_err("stalls");
         assert_eq!(error.kind, ErrorKind::RequestTimeout);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickling_body_is_cut_off_though_it_never_stalls() {
+        // A byte every 1.5 s never trips a 2 s idle timeout, but falls behind the rate.
+        let trickle = futures_util::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Some((Ok::<_, std::io::Error>(Bytes::from_static(b"x")), ()))
+        });
+        let body = Body::new(GuardedBody::new(
+            Body::from_stream(trickle),
+            1 << 20,
+            Duration::from_secs(2),
+        ));
+        let began = Instant::now();
+        let error = read(body, 1 << 20, None).await.expect_err("too slow");
+        assert_eq!(error.kind, ErrorKind::RequestTimeout);
+        assert!(error.message.contains("slower than"), "{}", error.message);
+        assert!(
+            began.elapsed() < Duration::from_secs(4),
+            "{:?}",
+            began.elapsed()
+        );
     }
 
     #[tokio::test]

@@ -1,9 +1,12 @@
 //! The connection loop of the public address: HTTP/1.1 over hyper, with a deadline for
-//! each request head, a cap on open connections (one over it is answered 503 and closed,
-//! never queued) and graceful shutdown (stop accepting, let in-flight requests finish).
+//! each request head, caps on open connections, in all and per client address (one over
+//! either is answered 503 and closed, never queued) and graceful shutdown (stop accepting,
+//! let in-flight requests finish).
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -24,6 +27,9 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Most connections open at once; one more is answered 503 and closed.
     pub max_connections: usize,
+    /// Most connections open at once from one client address, so one client cannot take
+    /// every slot (behind a proxy, every client has the proxy's address: raise it there).
+    pub max_connections_per_client: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -31,6 +37,53 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_connections_per_client: 256,
+        }
+    }
+}
+
+/// Open connections per client address.
+#[derive(Debug, Default)]
+struct PerClient {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One open connection counted against its client's address until dropped.
+struct ClientSlot {
+    clients: Arc<PerClient>,
+    address: IpAddr,
+}
+
+impl PerClient {
+    /// A slot for a connection from `address`, if it has fewer than `max` open.
+    fn take(self: &Arc<Self>, address: IpAddr, max: usize) -> Option<ClientSlot> {
+        let mut open = match self.open.lock() {
+            Ok(open) => open,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let count = open.entry(address).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot {
+            clients: self.clone(),
+            address,
+        })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = match self.clients.open.lock() {
+            Ok(open) => open,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(count) = open.get_mut(&self.address) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.address);
+            }
         }
     }
 }
@@ -51,6 +104,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let open = Arc::new(Semaphore::new(limits.max_connections));
+    let clients = Arc::new(PerClient::default());
     let refusing = Arc::new(Semaphore::new(REFUSALS_MAX));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -72,16 +126,25 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = tcp.set_nodelay(true);
-        let Ok(permit) = open.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "connection over --max-connections refused");
-            if let Ok(writing) = refusing.clone().try_acquire_owned() {
-                tokio::spawn(async move {
-                    let _ = tokio::time::timeout(REFUSAL_TIME, refuse(tcp, limits.max_connections))
-                        .await;
-                    drop(writing);
-                });
+        let admitted = clients
+            .take(peer.ip(), limits.max_connections_per_client)
+            .ok_or(Over::Client)
+            .and_then(|slot| {
+                let permit = open.clone().try_acquire_owned().map_err(|_| Over::All)?;
+                Ok((slot, permit))
+            });
+        let (slot, permit) = match admitted {
+            Ok(admitted) => admitted,
+            Err(over) => {
+                tracing::debug!(%peer, ?over, "connection over its cap refused");
+                if let Ok(writing) = refusing.clone().try_acquire_owned() {
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(REFUSAL_TIME, refuse(tcp, over, limits)).await;
+                        drop(writing);
+                    });
+                }
+                continue;
             }
-            continue;
         };
         let app = app.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -96,6 +159,7 @@ pub async fn serve(
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
             drop(permit);
+            drop(slot);
         });
     }
     drop(listener);
@@ -103,12 +167,29 @@ pub async fn serve(
     Ok(())
 }
 
-/// Answers a connection over the cap with a 503 (which clients retry) and closes it,
+/// Which cap a connection is over.
+#[derive(Debug, Clone, Copy)]
+enum Over {
+    /// `--max-connections`.
+    All,
+    /// `--max-connections-per-client`.
+    Client,
+}
+
+/// Answers a connection over a cap with a 503 (which clients retry) and closes it,
 /// reading what the client sent meanwhile so that the close does not reset the answer.
-async fn refuse(mut tcp: TcpStream, max_connections: usize) {
-    let body = format!(
-        "{{\"Type\":\"Service\",\"Message\":\"The server has {max_connections} connections open, its limit (--max-connections): retry shortly.\"}}"
-    );
+async fn refuse(mut tcp: TcpStream, over: Over, limits: ConnectionLimits) {
+    let message = match over {
+        Over::All => format!(
+            "The server has {} connections open, its limit (--max-connections): retry shortly.",
+            limits.max_connections
+        ),
+        Over::Client => format!(
+            "Your address has {} connections open, the limit for one client (--max-connections-per-client): close some, or retry shortly.",
+            limits.max_connections_per_client
+        ),
+    };
+    let body = format!("{{\"Type\":\"Service\",\"Message\":\"{message}\"}}");
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nx-amzn-errortype: ServiceException\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
         body.len()

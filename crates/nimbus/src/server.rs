@@ -107,13 +107,18 @@ pub struct ServerArgs {
     /// is closed after as long); a half-sent head is answered 408 and closed.
     #[arg(long, env = "NIMBUS_HEADER_READ_TIMEOUT", default_value_t = 10)]
     header_read_timeout: u64,
-    /// Seconds a request body may pause before the request is cut off with a 408.
+    /// Seconds a request body may pause before the request is cut off with a 408 (after as
+    /// long a grace, a body arriving slower than 4 KiB/s on average is cut off too).
     #[arg(long, env = "NIMBUS_BODY_IDLE_TIMEOUT", default_value_t = 30)]
     body_idle_timeout: u64,
     /// Most client connections open at once; one more is answered 503 (which clients
     /// retry) and closed, never queued.
     #[arg(long, env = "NIMBUS_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
+    /// Most connections open at once from one client address (behind a proxy every
+    /// client has the proxy's: raise it there); one more is answered 503 and closed.
+    #[arg(long, env = "NIMBUS_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256)]
+    max_connections_per_client: usize,
     /// MB of request body held at once, until their signature is checked, for requests that
     /// can only be verified at the end of their body (botocore's; their senders may not
     /// hold the secret). One request may hold at most the whole budget (a larger body still
@@ -221,12 +226,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!("no writable cgroups: instances run without memory, pids or CPU limits");
     }
     if args.max_connections == 0
+        || args.max_connections_per_client == 0
         || args.header_read_timeout == 0
         || args.body_idle_timeout == 0
         || args.unverified_body_budget == 0
     {
         bail!(
-            "--max-connections, --header-read-timeout, --body-idle-timeout and --unverified-body-budget must be at least 1 (the server would refuse every request)"
+            "--max-connections, --max-connections-per-client, --header-read-timeout, --body-idle-timeout and --unverified-body-budget must be at least 1 (the server would refuse every request)"
         );
     }
     for dir in &args.expose {
@@ -385,6 +391,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         nimbus_api::ConnectionLimits {
             header_read_timeout: Duration::from_secs(args.header_read_timeout),
             max_connections: args.max_connections,
+            max_connections_per_client: args.max_connections_per_client,
         },
         async move {
             let _ = stop_serving.wait_for(|s| *s).await;
