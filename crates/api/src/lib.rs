@@ -49,7 +49,13 @@ pub struct RequestId(pub String);
 /// once); intake (413 from `Content-Length` over the route's limit, the body bounded and
 /// timed); the body hashed and the signature finished; the handler.
 /// `isolation` describes what the sandbox does on this host, for `/nimbus/v1/health`.
-pub fn router(platform: Arc<Platform>, config: ApiConfig, isolation: serde_json::Value) -> Router {
+/// `membership` is this node's place in the cluster, for `/nimbus/v1/nodes`.
+pub fn router(
+    platform: Arc<Platform>,
+    membership: Arc<nimbus_control::Membership>,
+    config: ApiConfig,
+    isolation: serde_json::Value,
+) -> Router {
     let auth = Arc::new(auth::AuthState::new(
         config.credentials,
         config.region,
@@ -60,7 +66,7 @@ pub fn router(platform: Arc<Platform>, config: ApiConfig, isolation: serde_json:
         body_idle_timeout: config.body_idle_timeout,
     });
     lambda::routes()
-        .merge(nimbus::routes(isolation))
+        .merge(nimbus::routes(isolation, membership))
         .merge(trigger::routes())
         .fallback(error::unknown_operation)
         .with_state(platform)

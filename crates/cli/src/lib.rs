@@ -83,6 +83,8 @@ pub enum Command {
         /// Only this function's.
         name: Option<String>,
     },
+    /// Show the cluster's nodes (`*` marks the one answering), their load and heartbeats.
+    Nodes,
     /// Delete a function.
     Rm {
         /// The function's name.
@@ -121,6 +123,7 @@ pub async fn run(command: Command, options: Options) -> anyhow::Result<ExitCode>
         Command::Instances { name } => {
             commands::instances::run(&client, name.as_deref(), options.output).await
         }
+        Command::Nodes => commands::nodes::run(&client, options.output).await,
         Command::Rm { name } => commands::remove::run(&client, &name).await,
     }
 }

@@ -5,6 +5,7 @@ mod aliases;
 mod cache;
 mod collector;
 mod events;
+mod membership;
 mod provisioned;
 mod schedules;
 mod urls;
@@ -22,6 +23,7 @@ use nimbus_store::{CodeCache, MetadataStore, StoreError};
 
 pub use aliases::AliasPatch;
 pub use events::{payload_json, AsyncConfig, EventConfigPatch};
+pub use membership::{Membership, MembershipConfig, NodeView};
 pub use nimbus_core::error::Result;
 pub use provisioned::ProvisionedStatus;
 pub use schedules::NewSchedule;

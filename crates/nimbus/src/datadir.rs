@@ -51,6 +51,22 @@ pub fn lock(data: &Path) -> anyhow::Result<DataDirLock> {
     Ok(DataDirLock { _file: file })
 }
 
+/// This node's id: made at its first start and kept in `DATA/node-id`, so a node that
+/// restarts is the same node to the cluster (it finds its own async-event leases again).
+pub fn node_id(data: &Path) -> anyhow::Result<String> {
+    let path = data.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    std::fs::write(&path, format!("{id}\n"))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
 /// Refuses to start when the metadata database is missing or empty while code packages
 /// are stored: the functions they belong to would silently be gone.
 pub fn check_catalogue(data: &Path) -> anyhow::Result<()> {

@@ -187,12 +187,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     // Instances run in their code directory, so every path handed to them is absolute.
     let data = &std::fs::canonicalize(&args.data_dir)
         .with_context(|| format!("resolving data dir {}", args.data_dir.display()))?;
-    let meta: Arc<dyn MetadataStore> = Arc::new(
+    let sqlite = Arc::new(
         SqliteMetadata::open(&data.join("nimbus.db"))
             .await
             .map_err(|e| crate::datadir::explain_damage(e, &data.join("nimbus.db")))
             .with_context(|| format!("opening metadata in {}", data.display()))?,
     );
+    let meta: Arc<dyn MetadataStore> = sqlite.clone();
+    let nodes: Arc<dyn nimbus_store::NodeStore> = sqlite;
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(&data.join("blobs"))?);
     let code = Arc::new(CodeCache::open(&data.join("code"), blobs)?);
     let mut clients = nimbus_runtime::builtin::install(&data.join("runtime"))?;
@@ -365,6 +367,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let membership = nimbus_control::Membership::start(
+        nodes,
+        scheduler.clone(),
+        nimbus_control::MembershipConfig {
+            node_id: crate::datadir::node_id(data)?,
+            address: addr.to_string(),
+            heartbeat: Duration::from_secs(1),
+            missed_beats: 3,
+        },
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("joining the cluster: {e}"))?;
     {
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();
@@ -376,6 +390,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = nimbus_api::router(
         platform,
+        membership.clone(),
         nimbus_api::ApiConfig {
             credentials,
             region: args.region.clone(),
@@ -418,6 +433,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tracing::warn!("in-flight requests did not finish in time; stopping them");
         serve.abort();
     }
+    membership.leave().await;
     if let Some(cgroups) = cgroups {
         let _ = tokio::task::spawn_blocking(move || cgroups.remove()).await;
     }

@@ -59,6 +59,7 @@ fn every_documented_get_answers_as_documented() {
         "/nimbus/v1/health",
         "/nimbus/v1/openapi.json",
         "/nimbus/v1/instances",
+        "/nimbus/v1/nodes",
         "/nimbus/v1/functions/{name}/scaling",
         "/nimbus/v1/functions/{name}/code",
         "/nimbus/v1/dead-letters",

@@ -4,11 +4,13 @@
 pub mod blobs;
 pub mod code;
 pub mod meta;
+pub mod nodes;
 pub mod unpack;
 
 pub use blobs::{BlobInfo, BlobStore, LocalBlobs};
 pub use code::{CodeCache, CodePin, Collected};
 pub use meta::{open_sqlite, MetadataStore, SqliteMetadata};
+pub use nodes::{NodeBeat, NodeRecord, NodeStore};
 pub use unpack::UnpackError;
 
 /// A storage failure.

@@ -159,7 +159,7 @@ pub trait MetadataStore: Send + Sync {
 /// Metadata in a SQLite file, in WAL mode.
 #[derive(Clone)]
 pub struct SqliteMetadata {
-    pool: SqlitePool,
+    pub(crate) pool: SqlitePool,
 }
 
 /// Opens (creating if needed) a SQLite database in WAL mode and applies `migrations`
@@ -252,6 +252,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "schedules",
         include_str!("../migrations/sqlite/0007_schedules.sql"),
+    ),
+    (
+        8,
+        "nodes",
+        include_str!("../migrations/sqlite/0008_nodes.sql"),
     ),
 ];
 

@@ -2,6 +2,7 @@
 
 mod dead_letters;
 mod instances;
+mod nodes;
 mod observe;
 mod scaling;
 mod schedules;
@@ -10,18 +11,25 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
-use nimbus_control::Platform;
+use nimbus_control::{Membership, Platform};
 
 /// The OpenAPI document describing these routes.
 const OPENAPI: &str = include_str!("openapi.json");
 
-/// The extension routes.
-pub(crate) fn routes(isolation: serde_json::Value) -> Router<Arc<Platform>> {
+/// The extension routes; `membership` answers for the cluster's nodes.
+pub(crate) fn routes(
+    isolation: serde_json::Value,
+    membership: Arc<Membership>,
+) -> Router<Arc<Platform>> {
     let health = axum::Json(serde_json::json!({ "status": "ok", "isolation": isolation }));
     Router::new()
         .route("/nimbus/v1/health", get(move || async move { health }))
         .route("/nimbus/v1/openapi.json", get(openapi))
         .route("/nimbus/v1/instances", get(instances::list))
+        .route(
+            "/nimbus/v1/nodes",
+            get(move || nodes::list(membership.clone())),
+        )
         .route("/nimbus/v1/functions/{name}/logs", get(observe::logs))
         .route("/nimbus/v1/usage", get(observe::usage))
         .route("/metrics", get(observe::metrics))

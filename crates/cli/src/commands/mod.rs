@@ -9,6 +9,7 @@ pub mod instances;
 pub mod invoke;
 pub mod list;
 pub mod logs;
+pub mod nodes;
 pub mod provision;
 pub mod remove;
 pub mod schedule;

@@ -1,0 +1,145 @@
+//! Cluster membership records: which nodes serve, where they are reached, how loaded they
+//! are, and when each was last heard from. Heartbeat times are the database's clock, and
+//! ages are computed there too, so the nodes' own clocks need not agree.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::{Result, SqliteMetadata};
+
+/// What a node says of itself at each heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeBeat {
+    /// The node's id, kept across its restarts.
+    pub id: String,
+    /// How other nodes reach it (`host:port`).
+    pub address: String,
+    /// The Nimbus version it runs.
+    pub version: String,
+    /// When it started, ms since the epoch (its own clock: for display).
+    pub started_ms: i64,
+    /// Instances alive on it.
+    pub live_instances: u32,
+    /// Of those, how many are running an invocation.
+    pub busy_instances: u32,
+}
+
+/// A node as the store knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// What it last said of itself.
+    #[serde(flatten)]
+    pub beat: NodeBeat,
+    /// Milliseconds since that heartbeat, by the database's clock.
+    pub heartbeat_age_ms: i64,
+}
+
+/// Where nodes record themselves. Every metadata backend implements this.
+#[async_trait]
+pub trait NodeStore: Send + Sync {
+    /// Records `beat` as heard from now (a new node, or a restarted one under its id).
+    async fn heartbeat(&self, beat: &NodeBeat) -> Result<()>;
+    /// Every recorded node, by id.
+    async fn nodes(&self) -> Result<Vec<NodeRecord>>;
+    /// Forgets node `id` (it left cleanly).
+    async fn leave(&self, id: &str) -> Result<()>;
+}
+
+/// The database's clock, ms since the epoch.
+const SQLITE_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
+
+#[async_trait]
+impl NodeStore for SqliteMetadata {
+    async fn heartbeat(&self, beat: &NodeBeat) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO nodes (id, address, version, started_ms, heartbeat_ms, live_instances, busy_instances)
+             VALUES (?1, ?2, ?3, ?4, {SQLITE_NOW_MS}, ?5, ?6)
+             ON CONFLICT (id) DO UPDATE SET address = ?2, version = ?3, started_ms = ?4,
+               heartbeat_ms = {SQLITE_NOW_MS}, live_instances = ?5, busy_instances = ?6"
+        ))
+        .bind(&beat.id)
+        .bind(&beat.address)
+        .bind(&beat.version)
+        .bind(beat.started_ms)
+        .bind(i64::from(beat.live_instances))
+        .bind(i64::from(beat.busy_instances))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT id, address, version, started_ms, live_instances, busy_instances,
+                    {SQLITE_NOW_MS} - heartbeat_ms AS age
+             FROM nodes ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let count = |name: &str| -> Result<u32> {
+                    let n: i64 = row.try_get(name)?;
+                    Ok(u32::try_from(n).unwrap_or(0))
+                };
+                Ok(NodeRecord {
+                    beat: NodeBeat {
+                        id: row.try_get("id")?,
+                        address: row.try_get("address")?,
+                        version: row.try_get("version")?,
+                        started_ms: row.try_get("started_ms")?,
+                        live_instances: count("live_instances")?,
+                        busy_instances: count("busy_instances")?,
+                    },
+                    heartbeat_age_ms: row.try_get::<i64, _>("age")?.max(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn leave(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM nodes WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(id: &str, live: u32) -> NodeBeat {
+        NodeBeat {
+            id: id.to_owned(),
+            address: format!("{id}.example:9300"),
+            version: "0.1.0".to_owned(),
+            started_ms: 1,
+            live_instances: live,
+            busy_instances: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn heartbeats_record_rewrite_and_leave() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SqliteMetadata::open(&dir.path().join("m.db"))
+            .await
+            .expect("open");
+        store.heartbeat(&beat("b", 1)).await.expect("b");
+        store.heartbeat(&beat("a", 2)).await.expect("a");
+        store.heartbeat(&beat("b", 5)).await.expect("b again");
+        let nodes = store.nodes().await.expect("nodes");
+        assert_eq!(
+            nodes.iter().map(|n| n.beat.clone()).collect::<Vec<_>>(),
+            vec![beat("a", 2), beat("b", 5)]
+        );
+        assert!(nodes
+            .iter()
+            .all(|n| (0..5_000).contains(&n.heartbeat_age_ms)));
+        store.leave("a").await.expect("leave");
+        assert_eq!(store.nodes().await.expect("nodes").len(), 1);
+    }
+}
