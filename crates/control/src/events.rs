@@ -20,6 +20,35 @@ pub struct AsyncConfig {
     pub retry_delay: Duration,
     /// How many events are delivered at once.
     pub workers: usize,
+    /// This node's id: the owner of the leases it takes on events.
+    pub node_id: String,
+    /// How long a claimed event's lease lasts; it is renewed every third of it while the
+    /// event is delivered, so a node that dies gives its events up after at most this.
+    pub lease: Duration,
+}
+
+/// Renews this node's leases on the events it is delivering every third of a lease, until
+/// the platform is gone: while the node lives, no other takes its events.
+async fn renew_leases_forever(platform: std::sync::Weak<crate::Platform>) {
+    let Some(every) = platform.upgrade().map(|p| p.async_config.lease / 3) else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(platform) = platform.upgrade() else {
+            return;
+        };
+        let until = platform.lease_until(now_ms());
+        if let Err(e) = platform
+            .meta
+            .renew_leases(&platform.async_config.node_id, until)
+            .await
+        {
+            tracing::warn!(error = %e, "renewing this node's async event leases failed; another node may deliver them too");
+        }
+    }
 }
 
 /// Lambda's defaults for functions without an EventInvokeConfig.
@@ -79,7 +108,11 @@ impl Platform {
 
     /// Starts the delivery loop, after putting back events a stopped server left in flight.
     pub(crate) async fn start_async_delivery(self: &Arc<Self>) -> Result<()> {
-        let requeued = self.meta.requeue_inflight().await.map_err(store_error)?;
+        let requeued = self
+            .meta
+            .requeue_inflight(&self.async_config.node_id)
+            .await
+            .map_err(store_error)?;
         if requeued > 0 {
             tracing::info!(
                 requeued,
@@ -88,7 +121,13 @@ impl Platform {
         }
         let platform = self.clone();
         tokio::spawn(async move { platform.deliver_forever().await });
+        tokio::spawn(renew_leases_forever(Arc::downgrade(self)));
         Ok(())
+    }
+
+    /// The lease an event claimed now gets.
+    fn lease_until(&self, now: i64) -> i64 {
+        now + i64::try_from(self.async_config.lease.as_millis()).unwrap_or(i64::MAX / 2)
     }
 
     async fn deliver_forever(self: Arc<Self>) {
@@ -104,7 +143,13 @@ impl Platform {
                 continue;
             }
             let now = now_ms();
-            let events = match self.meta.claim_due_events(now, free).await {
+            let claimed = self.meta.claim_due_events(
+                &self.async_config.node_id,
+                now,
+                self.lease_until(now),
+                free,
+            );
+            let events = match claimed.await {
                 Ok(events) => events,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading the async queue failed; retrying");

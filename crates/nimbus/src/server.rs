@@ -50,6 +50,10 @@ pub struct ServerArgs {
     /// retry waits n times this; Lambda waits about a minute, then two).
     #[arg(long, env = "NIMBUS_ASYNC_RETRY_DELAY", default_value_t = 60_000)]
     async_retry_delay: u64,
+    /// Seconds a node's lease on an async event it delivers lasts (renewed every third
+    /// of it while it lives): how soon another node takes over the events of a dead one.
+    #[arg(long, env = "NIMBUS_ASYNC_LEASE", default_value_t = 30)]
+    async_lease: u64,
     /// Async events delivered at once.
     #[arg(long, default_value_t = 16)]
     async_workers: usize,
@@ -194,6 +198,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
             .with_context(|| format!("opening metadata in {}", data.display()))?,
     );
     let meta: Arc<dyn MetadataStore> = sqlite.clone();
+    let node_id = crate::datadir::node_id(data)?;
     let nodes: Arc<dyn nimbus_store::NodeStore> = sqlite;
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(&data.join("blobs"))?);
     let code = Arc::new(CodeCache::open(&data.join("code"), blobs)?);
@@ -355,6 +360,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         nimbus_control::AsyncConfig {
             retry_delay: Duration::from_millis(args.async_retry_delay),
             workers: args.async_workers,
+            node_id: node_id.clone(),
+            lease: Duration::from_secs(args.async_lease.max(1)),
         },
         telemetry,
     ));
@@ -371,7 +378,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         nodes,
         scheduler.clone(),
         nimbus_control::MembershipConfig {
-            node_id: crate::datadir::node_id(data)?,
+            node_id,
             address: addr.to_string(),
             heartbeat: Duration::from_secs(1),
             missed_beats: 3,

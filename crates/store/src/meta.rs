@@ -107,9 +107,19 @@ pub trait MetadataStore: Send + Sync {
     async fn delete_url(&self, name: &str, qualifier: Option<&str>) -> Result<bool>;
     /// Stores an accepted async event, due at once. Durable when this returns.
     async fn enqueue_event(&self, event: &AsyncEvent, due_at: i64) -> Result<()>;
-    /// Claims up to `limit` events due by `now` (epoch ms): they are marked in flight.
-    async fn claim_due_events(&self, now: i64, limit: usize) -> Result<Vec<AsyncEvent>>;
-    /// When the next queued event is due, epoch ms.
+    /// Claims for node `owner` up to `limit` events due by `now` (epoch ms), with a lease
+    /// until `lease_until`: queued ones, and in-flight ones whose lease ran out (their node
+    /// died; that delivery counts as an attempt). No two nodes hold one event's lease.
+    async fn claim_due_events(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<AsyncEvent>>;
+    /// Extends the leases `owner` holds to `lease_until` (it is still delivering them).
+    async fn renew_leases(&self, owner: &str, lease_until: i64) -> Result<u64>;
+    /// When the next event is due (or the next lease runs out), epoch ms.
     async fn next_event_due(&self) -> Result<Option<i64>>;
     /// Removes a delivered event.
     async fn complete_event(&self, id: &str) -> Result<()>;
@@ -123,8 +133,9 @@ pub trait MetadataStore: Send + Sync {
     ) -> Result<()>;
     /// Moves an event to the dead letters.
     async fn dead_letter(&self, letter: &DeadLetter) -> Result<()>;
-    /// Puts back events left in flight by a stopped server, counting that as an attempt.
-    async fn requeue_inflight(&self) -> Result<u64>;
+    /// Puts back the events node `owner` left in flight when it stopped (and those of a
+    /// server from before leases), counting that as an attempt; other nodes' are theirs.
+    async fn requeue_inflight(&self, owner: &str) -> Result<u64>;
     /// Queued events and the age of the oldest, ms.
     async fn queue_depth(&self, now: i64) -> Result<(u64, i64)>;
     /// Dead letters (of `function`, if given), oldest first.
@@ -257,6 +268,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "nodes",
         include_str!("../migrations/sqlite/0008_nodes.sql"),
+    ),
+    (
+        9,
+        "event leases",
+        include_str!("../migrations/sqlite/0009_event_leases.sql"),
     ),
 ];
 
@@ -816,24 +832,52 @@ impl MetadataStore for SqliteMetadata {
         Ok(())
     }
 
-    async fn claim_due_events(&self, now: i64, limit: usize) -> Result<Vec<AsyncEvent>> {
+    async fn claim_due_events(
+        &self,
+        owner: &str,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<AsyncEvent>> {
+        // One statement: SQLite runs it under the database's write lock, so two nodes
+        // never claim one event.
         let rows = sqlx::query(
-            "UPDATE async_events SET inflight = 1 WHERE id IN \
-             (SELECT id FROM async_events WHERE inflight = 0 AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?) \
+            "UPDATE async_events SET \
+               attempts = attempts + inflight, \
+               last_error = CASE WHEN inflight = 1 THEN COALESCE(last_error, 'the node delivering it stopped') ELSE last_error END, \
+               inflight = 1, lease_owner = ?1, lease_until_ms = ?3 \
+             WHERE id IN (SELECT id FROM async_events \
+               WHERE (inflight = 0 AND next_attempt_at <= ?2) OR (inflight = 1 AND lease_until_ms < ?2) \
+               ORDER BY next_attempt_at LIMIT ?4) \
              RETURNING id, function, qualifier, payload, attempts, enqueued_at, last_error",
         )
+        .bind(owner)
         .bind(now)
+        .bind(lease_until)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(decode_event).collect()
     }
 
+    async fn renew_leases(&self, owner: &str, lease_until: i64) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE async_events SET lease_until_ms = ? WHERE inflight = 1 AND lease_owner = ?",
+        )
+        .bind(lease_until)
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn next_event_due(&self) -> Result<Option<i64>> {
-        let row =
-            sqlx::query("SELECT MIN(next_attempt_at) AS due FROM async_events WHERE inflight = 0")
-                .fetch_one(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            "SELECT MIN(CASE WHEN inflight = 0 THEN next_attempt_at ELSE lease_until_ms END) AS due \
+             FROM async_events",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         Ok(row.try_get("due")?)
     }
 
@@ -889,11 +933,13 @@ impl MetadataStore for SqliteMetadata {
         Ok(())
     }
 
-    async fn requeue_inflight(&self) -> Result<u64> {
+    async fn requeue_inflight(&self, owner: &str) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE async_events SET inflight = 0, attempts = attempts + 1, \
-             last_error = COALESCE(last_error, 'the server stopped during delivery') WHERE inflight = 1",
+            "UPDATE async_events SET inflight = 0, attempts = attempts + 1, lease_owner = NULL, \
+             lease_until_ms = NULL, last_error = COALESCE(last_error, 'the server stopped during delivery') \
+             WHERE inflight = 1 AND (lease_owner = ? OR lease_owner IS NULL)",
         )
+        .bind(owner)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
@@ -1061,6 +1107,74 @@ mod tests {
             revision_id: uuid::Uuid::new_v4().to_string(),
             last_modified: String::new(),
         }
+    }
+
+    fn event(id: &str) -> AsyncEvent {
+        AsyncEvent {
+            id: id.into(),
+            function: "f".into(),
+            qualifier: None,
+            payload: b"{}".to_vec(),
+            attempts: 0,
+            enqueued_at: 0,
+            last_error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_leased_event_is_one_nodes_until_its_lease_runs_out() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let meta = SqliteMetadata::open(&dir.path().join("nimbus.db"))
+            .await
+            .expect("open");
+        meta.insert_function(&config("f", "v1")).await.expect("f");
+        for id in ["e1", "e2"] {
+            meta.enqueue_event(&event(id), 100).await.expect("enqueue");
+        }
+        let a = meta.claim_due_events("a", 100, 1_000, 1).await.expect("a");
+        assert_eq!(a.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e1"]);
+        let b = meta.claim_due_events("b", 200, 1_200, 10).await.expect("b");
+        assert_eq!(b.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e2"]);
+        // Leases held: nothing to claim, and the next thing due is the first to run out.
+        assert!(meta
+            .claim_due_events("c", 900, 2_000, 10)
+            .await
+            .expect("c")
+            .is_empty());
+        assert_eq!(meta.next_event_due().await.expect("due"), Some(1_000));
+        // a lives on (renews); b dies: its event goes to c, as a further attempt.
+        assert_eq!(meta.renew_leases("a", 5_000).await.expect("renew"), 1);
+        let c = meta
+            .claim_due_events("c", 1_300, 9_000, 10)
+            .await
+            .expect("c");
+        assert_eq!(c.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["e2"]);
+        assert_eq!(
+            c[0].attempts, 1,
+            "the dead node's delivery counts as an attempt"
+        );
+        assert_eq!(
+            meta.renew_leases("b", 99_000).await.expect("renew"),
+            0,
+            "b holds nothing now"
+        );
+        // A restarting node re-queues only its own.
+        assert_eq!(meta.requeue_inflight("a").await.expect("requeue"), 1);
+        let again = meta
+            .claim_due_events("a", 1_400, 9_000, 10)
+            .await
+            .expect("a");
+        assert_eq!(
+            again.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+            ["e1"]
+        );
+        assert!(
+            meta.claim_due_events("d", 8_000, 9_000, 10)
+                .await
+                .expect("d")
+                .is_empty(),
+            "c's lease holds"
+        );
     }
 
     #[tokio::test]
