@@ -5,6 +5,7 @@ pub mod arn;
 pub mod error;
 pub mod limits;
 pub mod model;
+pub mod placement;
 pub mod schedule;
 pub mod sigv4;
 pub mod validate;
