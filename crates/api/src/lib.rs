@@ -3,6 +3,7 @@
 //! below this crate knows HTTP (except each instance's Runtime API).
 
 mod auth;
+mod cluster;
 mod error;
 mod intake;
 mod lambda;
@@ -21,6 +22,7 @@ use axum::Router;
 use nimbus_control::Platform;
 
 pub use auth::Credentials;
+pub use cluster::HttpForwarder;
 pub use error::ApiError;
 pub use serve::{serve, ConnectionLimits};
 
@@ -68,6 +70,7 @@ pub fn router(
     lambda::routes()
         .merge(nimbus::routes(isolation, membership))
         .merge(trigger::routes())
+        .merge(cluster::routes())
         .fallback(error::unknown_operation)
         .with_state(platform)
         .layer(DefaultBodyLimit::disable())

@@ -7,6 +7,7 @@ mod collector;
 mod events;
 mod membership;
 mod provisioned;
+mod routing;
 mod schedules;
 mod urls;
 mod versions;
@@ -26,6 +27,7 @@ pub use events::{payload_json, AsyncConfig, EventConfigPatch};
 pub use membership::{Membership, MembershipConfig, NodeView};
 pub use nimbus_core::error::Result;
 pub use provisioned::ProvisionedStatus;
+pub use routing::{ForwardError, Forwarded, Forwarder};
 pub use schedules::NewSchedule;
 pub use urls::UrlPatch;
 
@@ -47,6 +49,8 @@ pub struct Platform {
     schedule_backoff: std::sync::Mutex<std::collections::HashMap<String, (u32, i64)>>,
     /// Logs, metrics and usage of invocations.
     telemetry: Arc<nimbus_telemetry::Telemetry>,
+    /// The cluster, once this node has joined it: where invocations are routed.
+    routing: std::sync::OnceLock<routing::Routing>,
 }
 
 /// A page of a list.
@@ -148,6 +152,7 @@ impl Platform {
             schedules_changed: tokio::sync::Notify::new(),
             schedule_backoff: Default::default(),
             telemetry,
+            routing: std::sync::OnceLock::new(),
         }
     }
 
@@ -620,12 +625,13 @@ impl Platform {
         Ok((entry, named))
     }
 
-    /// Invoke (RequestResponse): runs the function and returns its result or error payload.
+    /// Invoke (RequestResponse) on this node, never forwarded (see [`Platform::invoke`]
+    /// for the cluster's routing): runs the function and returns its result or error payload.
     ///
     /// The invocation runs in a task of its own, so a caller that gives up (a read timeout,
     /// a closed connection) does not cut it short: as on Lambda, it runs to completion or
     /// its timeout, is logged and billed, and its instance and every counter come back.
-    pub async fn invoke(self: &Arc<Self>, request: Invoke) -> Result<InvokeResult> {
+    pub async fn invoke_here(self: &Arc<Self>, request: Invoke) -> Result<InvokeResult> {
         let platform = self.clone();
         tokio::spawn(async move { platform.invoke_to_end(request).await })
             .await

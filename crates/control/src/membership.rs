@@ -43,6 +43,8 @@ pub struct Membership {
     scheduler: Arc<Scheduler>,
     config: MembershipConfig,
     started_ms: i64,
+    /// The live nodes as of the last heartbeat, for placement (no store read per invoke).
+    live: std::sync::RwLock<Vec<NodeRecord>>,
 }
 
 impl Membership {
@@ -58,6 +60,7 @@ impl Membership {
             scheduler,
             config,
             started_ms: chrono::Utc::now().timestamp_millis(),
+            live: std::sync::RwLock::new(Vec::new()),
         });
         membership.beat().await?;
         tokio::spawn(beat_forever(Arc::downgrade(&membership)));
@@ -84,7 +87,21 @@ impl Membership {
             live_instances: u32::try_from(instances.len()).unwrap_or(u32::MAX),
             busy_instances: u32::try_from(busy).unwrap_or(u32::MAX),
         };
-        self.store.heartbeat(&beat).await.map_err(store_error)
+        self.store.heartbeat(&beat).await.map_err(store_error)?;
+        let live = self.live_nodes().await?;
+        match self.live.write() {
+            Ok(mut known) => *known = live,
+            Err(poisoned) => *poisoned.into_inner() = live,
+        }
+        Ok(())
+    }
+
+    /// The live nodes as of the last heartbeat (this one among them while it beats).
+    pub fn live_now(&self) -> Vec<NodeRecord> {
+        match self.live.read() {
+            Ok(known) => known.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// How old a heartbeat may be for its node to count as live.

@@ -34,6 +34,29 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [ErrorKind; 14] = [
+        ErrorKind::ResourceNotFound,
+        ErrorKind::ResourceConflict,
+        ErrorKind::InvalidParameterValue,
+        ErrorKind::Validation,
+        ErrorKind::InvalidRequestContent,
+        ErrorKind::RequestTooLarge,
+        ErrorKind::RequestTimeout,
+        ErrorKind::PreconditionFailed,
+        ErrorKind::TooManyRequests,
+        ErrorKind::ProvisionedConcurrencyConfigNotFound,
+        ErrorKind::MissingAuthentication,
+        ErrorKind::UnrecognizedClient,
+        ErrorKind::InvalidSignature,
+        ErrorKind::Service,
+    ];
+
+    /// The kind whose Lambda error code is `code`, if any.
+    pub fn from_code(code: &str) -> Option<ErrorKind> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+
     /// The Lambda error code, as sent in `x-amzn-ErrorType`.
     pub fn code(self) -> &'static str {
         match self {
@@ -118,3 +141,37 @@ impl Error {
 
 /// A `Result` whose error is the platform [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_is_listed_once_and_found_by_its_code() {
+        for kind in ErrorKind::ALL {
+            // A new kind fails to compile here until it is listed in ALL too.
+            match kind {
+                ErrorKind::ResourceNotFound
+                | ErrorKind::ResourceConflict
+                | ErrorKind::InvalidParameterValue
+                | ErrorKind::Validation
+                | ErrorKind::InvalidRequestContent
+                | ErrorKind::RequestTooLarge
+                | ErrorKind::RequestTimeout
+                | ErrorKind::PreconditionFailed
+                | ErrorKind::TooManyRequests
+                | ErrorKind::ProvisionedConcurrencyConfigNotFound
+                | ErrorKind::MissingAuthentication
+                | ErrorKind::UnrecognizedClient
+                | ErrorKind::InvalidSignature
+                | ErrorKind::Service => {}
+            }
+            assert_eq!(ErrorKind::from_code(kind.code()), Some(kind));
+        }
+        let mut codes: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ErrorKind::ALL.len());
+        assert_eq!(ErrorKind::from_code("NoSuchException"), None);
+    }
+}

@@ -386,6 +386,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("joining the cluster: {e}"))?;
+    // Invocations go to their function's home node (this one, alone).
+    platform.route_through(
+        membership.clone(),
+        Arc::new(nimbus_api::HttpForwarder::new(
+            credentials.clone(),
+            args.region.clone(),
+        )),
+    );
     {
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();
