@@ -31,6 +31,8 @@ use crate::{ApiError, Credentials, RequestId};
 
 /// Where forwarded invocations arrive.
 const INVOCATIONS: &str = "/nimbus/internal/v1/functions/{name}/invocations";
+/// Where a node hears that a function changed on another.
+const CHANGES: &str = "/nimbus/internal/v1/functions/{name}/changes";
 
 /// How much of a forwarded invocation's log comes back (what `LogType=Tail` shows).
 const LOG_TAIL_BYTES: usize = 4096;
@@ -50,7 +52,18 @@ mod header {
 
 /// The internal routes.
 pub(crate) fn routes() -> Router<Arc<Platform>> {
-    Router::new().route(INVOCATIONS, post(invoke_forwarded))
+    Router::new()
+        .route(INVOCATIONS, post(invoke_forwarded))
+        .route(CHANGES, post(change_announced))
+}
+
+/// Another node changed a function: this node drops what it cached of it.
+async fn change_announced(
+    State(platform): State<Arc<Platform>>,
+    Path(name): Path<String>,
+) -> StatusCode {
+    platform.apply_change(&name).await;
+    StatusCode::NO_CONTENT
 }
 
 /// Runs a forwarded invocation here; never forwards it again.
@@ -116,15 +129,12 @@ impl HttpForwarder {
         }
     }
 
+    /// The invocation `invoke` as a request to the node at `address`.
     fn request(
         &self,
         address: &str,
         invoke: &Invoke,
     ) -> Result<hyper::Request<Full<Bytes>>, Error> {
-        let path = format!(
-            "/nimbus/internal/v1/functions/{}/invocations",
-            sigv4::uri_encode(&invoke.function, false)
-        );
         let mut query: Vec<(&str, &str)> = vec![("request_id", invoke.request_id.as_str())];
         if let Some(q) = &invoke.qualifier {
             query.push(("qualifier", q));
@@ -132,6 +142,19 @@ impl HttpForwarder {
         if let Some(c) = &invoke.client_context {
             query.push(("client_context", c));
         }
+        let path = INVOCATIONS.replace("{name}", &sigv4::uri_encode(&invoke.function, false));
+        self.signed_post(address, &path, query, invoke.payload.clone())
+    }
+
+    /// A POST of `body` to `path?query` on the node at `address`, signed when the cluster
+    /// has credentials.
+    fn signed_post(
+        &self,
+        address: &str,
+        path: &str,
+        mut query: Vec<(&str, &str)>,
+        body: Bytes,
+    ) -> Result<hyper::Request<Full<Bytes>>, Error> {
         query.sort_unstable();
         let query = query
             .iter()
@@ -148,23 +171,44 @@ impl HttpForwarder {
                 region: &self.region,
                 service: "lambda",
             };
-            let hash = sigv4::sha256_hex(&invoke.payload);
+            let hash = sigv4::sha256_hex(&body);
             for (name, value) in
-                signer.sign("POST", &path, &query, address, &hash, chrono::Utc::now())
+                signer.sign("POST", path, &query, address, &hash, chrono::Utc::now())
             {
                 if name != "host" {
                     builder = builder.header(name, value);
                 }
             }
         }
-        builder
-            .body(Full::new(invoke.payload.clone()))
-            .map_err(Error::service)
+        builder.body(Full::new(body)).map_err(Error::service)
     }
 }
 
 #[async_trait]
 impl Forwarder for HttpForwarder {
+    async fn announce_change(&self, address: &str, function: &str) -> Result<(), ForwardError> {
+        let path = CHANGES.replace("{name}", &sigv4::uri_encode(function, false));
+        let request = self
+            .signed_post(address, &path, Vec::new(), Bytes::new())
+            .map_err(ForwardError::Refused)?;
+        let response =
+            self.client
+                .request(request)
+                .await
+                .map_err(|e| ForwardError::Unreachable {
+                    address: address.to_owned(),
+                    why: e.to_string(),
+                })?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(ForwardError::Refused(Error::service(format!(
+                "node {address} answered {} to a change",
+                response.status()
+            ))))
+        }
+    }
+
     async fn forward(&self, address: &str, invoke: &Invoke) -> Result<Forwarded, ForwardError> {
         let unreachable = |why: String| ForwardError::Unreachable {
             address: address.to_owned(),

@@ -68,7 +68,7 @@ impl Platform {
         self.check_alias(&alias).await?;
         match self.meta.insert_alias(&alias).await {
             Ok(()) => {
-                self.cache.invalidate(&owner.name);
+                self.changed(&owner.name).await;
                 Ok(alias)
             }
             Err(nimbus_store::StoreError::Conflict) => Err(Error::new(
@@ -128,7 +128,7 @@ impl Platform {
         self.check_alias(&next).await?;
         match self.meta.replace_alias(&next, &current.revision_id).await {
             Ok(()) => {
-                self.cache.invalidate(&next.function);
+                self.changed(&next.function).await;
                 Ok(next)
             }
             Err(nimbus_store::StoreError::Stale) => Err(Error::new(
@@ -149,7 +149,7 @@ impl Platform {
             .delete_alias(&alias.function, &alias.name)
             .await
             .map_err(store_error)?;
-        self.cache.invalidate(&alias.function);
+        self.changed(&alias.function).await;
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! A node-local cache of what invokes read on every call: a function version's
 //! configuration with the function's scaling settings, and aliases. Every mutation of a
 //! function through this node invalidates all of its entries.
-//! (With several nodes sharing a database, other nodes' writes must invalidate it too.)
+//! Changes made on other nodes invalidate it too (`routing.rs`: told at once, and the
+//! change feed read every second).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -73,6 +74,13 @@ impl FunctionCache {
                 .or_default()
                 .insert(qualifier.to_owned(), entry);
         }
+    }
+
+    /// Forgets everything (this node fell too far behind the change feed).
+    pub(crate) fn clear(&self) {
+        let mut inner = self.write();
+        inner.generation += 1;
+        inner.entries.clear();
     }
 
     /// Forgets `name`: it changed.

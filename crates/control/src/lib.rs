@@ -238,7 +238,7 @@ impl Platform {
         };
         match self.meta.insert_function(&config).await {
             Ok(()) => {
-                self.cache.invalidate(name);
+                self.changed(name).await;
                 Ok(config)
             }
             Err(StoreError::Conflict) => Err(self.exists(name)),
@@ -378,7 +378,7 @@ impl Platform {
     ) -> Result<FunctionConfig> {
         match self.meta.replace_function(&next, &current.revision_id).await {
             Ok(()) => {
-                self.cache.invalidate(&next.name);
+                self.changed(&next.name).await;
                 self.scheduler
                     .retire(&next.name, Some(LATEST), Some(&next.revision_id));
                 Ok(next)
@@ -467,7 +467,7 @@ impl Platform {
         {
             return Err(Error::function_not_found(&self.scope.function_arn(&name)));
         }
-        self.cache.invalidate(&name);
+        self.changed(&name).await;
         self.scheduler.retire(&name, None, None);
         // Its schedules went with it.
         self.schedules_changed.notify_one();
@@ -536,7 +536,7 @@ impl Platform {
             .set_reserved_concurrency(&config.name, Some(value))
             .await
             .map_err(store_error)?;
-        self.cache.invalidate(&config.name);
+        self.changed(&config.name).await;
         self.load().await?;
         Ok(value)
     }
@@ -548,7 +548,7 @@ impl Platform {
             .set_reserved_concurrency(&config.name, None)
             .await
             .map_err(store_error)?;
-        self.cache.invalidate(&config.name);
+        self.changed(&config.name).await;
         self.load().await
     }
 
@@ -568,7 +568,7 @@ impl Platform {
             .set_keep_alive(&config.name, seconds)
             .await
             .map_err(store_error)?;
-        self.cache.invalidate(&config.name);
+        self.changed(&config.name).await;
         self.get_scaling(&config.name).await
     }
 

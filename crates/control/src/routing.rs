@@ -5,10 +5,12 @@
 //! ran. The forwarding itself is HTTP, so it lives in the `api` crate behind [`Forwarder`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use nimbus_core::{Error, ErrorKind};
 use nimbus_scheduler::InvokeResult;
+use nimbus_store::ChangeFeed;
 
 use crate::{Invoke, Membership, Platform, Result};
 
@@ -37,7 +39,8 @@ pub enum ForwardError {
     Refused(Error),
 }
 
-/// Sends an invocation to another node, which runs it without forwarding it again.
+/// Talks to the other nodes: sends an invocation to run there (never forwarded again), and
+/// tells them a function changed.
 #[async_trait]
 pub trait Forwarder: Send + Sync {
     /// Runs `invoke` on the node at `address`.
@@ -46,21 +49,103 @@ pub trait Forwarder: Send + Sync {
         address: &str,
         invoke: &Invoke,
     ) -> std::result::Result<Forwarded, ForwardError>;
+    /// Tells the node at `address` that `function` changed: it drops what it cached of it.
+    async fn announce_change(
+        &self,
+        address: &str,
+        function: &str,
+    ) -> std::result::Result<(), ForwardError>;
 }
 
 /// This node's view of the cluster, for routing.
 pub(crate) struct Routing {
     pub(crate) membership: Arc<Membership>,
     pub(crate) forwarder: Arc<dyn Forwarder>,
+    pub(crate) feed: Arc<dyn ChangeFeed>,
 }
 
+/// Longest a change waits for the other nodes to drop their cached copies before the
+/// mutation answers (a node that does not answer in time reads the feed within a second).
+const ANNOUNCE_WAIT: Duration = Duration::from_secs(1);
+
+/// How often a node reads the change feed for what it was not told.
+const FEED_POLL: Duration = Duration::from_secs(1);
+
 impl Platform {
-    /// Routes invocations through the cluster from now on: to each function's home node.
-    pub fn route_through(&self, membership: Arc<Membership>, forwarder: Arc<dyn Forwarder>) {
+    /// Routes invocations through the cluster from now on (to each function's home node),
+    /// and keeps this node's cache in step with changes made on others (`feed`).
+    pub async fn route_through(
+        self: &Arc<Self>,
+        membership: Arc<Membership>,
+        forwarder: Arc<dyn Forwarder>,
+        feed: Arc<dyn ChangeFeed>,
+    ) -> Result<()> {
+        let (_, start) = feed
+            .changes_since(i64::MAX)
+            .await
+            .map_err(crate::store_error)?;
         let _ = self.routing.set(Routing {
             membership,
             forwarder,
+            feed,
         });
+        tokio::spawn(follow_changes(Arc::downgrade(self), start));
+        Ok(())
+    }
+
+    /// A function changed through this node: its cached entries go here and, before this
+    /// returns, on every live node that answers within [`ANNOUNCE_WAIT`]; the change feed
+    /// tells the rest.
+    pub(crate) async fn changed(&self, function: &str) {
+        self.cache.invalidate(function);
+        let Some(routing) = self.routing.get() else {
+            return;
+        };
+        if let Err(e) = routing.feed.record_change(function).await {
+            tracing::warn!(%function, error = %e, "recording a change in the feed failed; other nodes are told directly");
+        }
+        let me = routing.membership.node_id();
+        let peers: Vec<String> = routing
+            .membership
+            .live_now()
+            .into_iter()
+            .filter(|n| n.beat.id != me)
+            .map(|n| n.beat.address)
+            .collect();
+        let mut told = tokio::task::JoinSet::new();
+        for address in peers {
+            let forwarder = routing.forwarder.clone();
+            let function = function.to_owned();
+            told.spawn(async move {
+                let result = tokio::time::timeout(
+                    ANNOUNCE_WAIT,
+                    forwarder.announce_change(&address, &function),
+                )
+                .await;
+                (address, result)
+            });
+        }
+        while let Some(joined) = told.join_next().await {
+            match joined {
+                Ok((_, Ok(Ok(())))) => {}
+                Ok((address, Ok(Err(e)))) => {
+                    tracing::warn!(%address, %function, error = %e, "a node was not told of a change; it reads the feed")
+                }
+                Ok((address, Err(_))) => {
+                    tracing::warn!(%address, %function, "a node did not confirm a change in time; it reads the feed")
+                }
+                Err(e) => tracing::warn!(error = %e, "telling a node of a change failed"),
+            }
+        }
+    }
+
+    /// Another node changed `function`: what this node cached of it goes, and if the
+    /// function is gone, so are its instances here.
+    pub async fn apply_change(&self, function: &str) {
+        self.cache.invalidate(function);
+        if let Ok(None) = self.meta.get_function(function).await {
+            self.scheduler.retire(function, None, None);
+        }
     }
 
     /// The node an invocation of `function` should run on, if not this one.
@@ -104,6 +189,37 @@ impl Platform {
                 self.invoke_here(request).await
             }
             Err(ForwardError::Refused(e)) => Err(e),
+        }
+    }
+}
+
+/// Reads the change feed every [`FEED_POLL`] for changes made on other nodes that this one
+/// was not told of (it was briefly unreachable, or the announcement was lost), until the
+/// platform is gone.
+async fn follow_changes(platform: std::sync::Weak<Platform>, mut seen: i64) {
+    let mut tick = tokio::time::interval(FEED_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(platform) = platform.upgrade() else {
+            return;
+        };
+        let Some(routing) = platform.routing.get() else {
+            continue;
+        };
+        match routing.feed.changes_since(seen).await {
+            Ok((functions, latest)) => {
+                if latest - seen > nimbus_store::CHANGES_KEPT {
+                    // Further behind than the feed keeps: drop everything.
+                    platform.cache.clear();
+                } else {
+                    for function in functions {
+                        platform.apply_change(&function).await;
+                    }
+                }
+                seen = latest.max(seen);
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the change feed failed; retrying"),
         }
     }
 }

@@ -73,7 +73,7 @@ impl Platform {
                 }
                 other => store_error(other),
             })?;
-        self.cache.invalidate(&current.name);
+        self.changed(&current.name).await;
         Ok(published)
     }
 
@@ -157,7 +157,7 @@ impl Platform {
             .await
             .map_err(store_error)?;
         self.scheduler.provision(&version, 0);
-        self.cache.invalidate(name);
+        self.changed(name).await;
         self.scheduler.retire(name, Some(&version.version), None);
         Ok(())
     }

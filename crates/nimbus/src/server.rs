@@ -199,7 +199,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     );
     let meta: Arc<dyn MetadataStore> = sqlite.clone();
     let node_id = crate::datadir::node_id(data)?;
-    let nodes: Arc<dyn nimbus_store::NodeStore> = sqlite;
+    let nodes: Arc<dyn nimbus_store::NodeStore> = sqlite.clone();
+    let feed: Arc<dyn nimbus_store::ChangeFeed> = sqlite;
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(&data.join("blobs"))?);
     let code = Arc::new(CodeCache::open(&data.join("code"), blobs)?);
     let mut clients = nimbus_runtime::builtin::install(&data.join("runtime"))?;
@@ -386,14 +387,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     )
     .await
     .map_err(|e| anyhow::anyhow!("joining the cluster: {e}"))?;
-    // Invocations go to their function's home node (this one, alone).
-    platform.route_through(
-        membership.clone(),
-        Arc::new(nimbus_api::HttpForwarder::new(
-            credentials.clone(),
-            args.region.clone(),
-        )),
-    );
+    // Invocations go to their function's home node; changes reach every node's cache.
+    platform
+        .route_through(
+            membership.clone(),
+            Arc::new(nimbus_api::HttpForwarder::new(
+                credentials.clone(),
+                args.region.clone(),
+            )),
+            feed,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("joining the cluster: {e}"))?;
     {
         use std::io::Write;
         let mut stdout = std::io::stdout().lock();

@@ -10,7 +10,7 @@ pub mod unpack;
 pub use blobs::{BlobInfo, BlobStore, LocalBlobs};
 pub use code::{CodeCache, CodePin, Collected};
 pub use meta::{open_sqlite, MetadataStore, SqliteMetadata};
-pub use nodes::{NodeBeat, NodeRecord, NodeStore};
+pub use nodes::{ChangeFeed, NodeBeat, NodeRecord, NodeStore, CHANGES_KEPT};
 pub use unpack::UnpackError;
 
 /// A storage failure.

@@ -274,6 +274,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "event leases",
         include_str!("../migrations/sqlite/0009_event_leases.sql"),
     ),
+    (
+        10,
+        "changes",
+        include_str!("../migrations/sqlite/0010_changes.sql"),
+    ),
 ];
 
 /// The embedded migrations, as sqlx's migrator reads them.

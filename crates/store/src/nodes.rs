@@ -46,6 +46,19 @@ pub trait NodeStore: Send + Sync {
     async fn leave(&self, id: &str) -> Result<()>;
 }
 
+/// The change feed: which functions changed, in order, so each node can drop what it
+/// cached of them. Every metadata backend implements this.
+#[async_trait]
+pub trait ChangeFeed: Send + Sync {
+    /// Records that `function` changed; its place in the feed.
+    async fn record_change(&self, function: &str) -> Result<i64>;
+    /// The functions changed after `seq`, and the feed's latest place.
+    async fn changes_since(&self, seq: i64) -> Result<(Vec<String>, i64)>;
+}
+
+/// Changes kept in the feed: a node further behind than this reloads everything.
+pub const CHANGES_KEPT: i64 = 10_000;
+
 /// The database's clock, ms since the epoch.
 const SQLITE_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
@@ -107,6 +120,42 @@ impl NodeStore for SqliteMetadata {
     }
 }
 
+#[async_trait]
+impl ChangeFeed for SqliteMetadata {
+    async fn record_change(&self, function: &str) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let seq: i64 = sqlx::query_scalar(&format!(
+            "INSERT INTO changes (function, at_ms) VALUES (?, {SQLITE_NOW_MS}) RETURNING seq"
+        ))
+        .bind(function)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM changes WHERE seq <= ?")
+            .bind(seq - CHANGES_KEPT)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn changes_since(&self, seq: i64) -> Result<(Vec<String>, i64)> {
+        let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes")
+            .fetch_one(&self.pool)
+            .await?;
+        let latest = latest.unwrap_or(0);
+        if latest <= seq {
+            return Ok((Vec::new(), latest));
+        }
+        let functions: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT function FROM changes WHERE seq > ? AND seq <= ?")
+                .bind(seq)
+                .bind(latest)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok((functions, latest))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +190,31 @@ mod tests {
             .all(|n| (0..5_000).contains(&n.heartbeat_age_ms)));
         store.leave("a").await.expect("leave");
         assert_eq!(store.nodes().await.expect("nodes").len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_change_feed_says_what_changed_since_a_place() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = SqliteMetadata::open(&dir.path().join("m.db"))
+            .await
+            .expect("open");
+        assert_eq!(store.changes_since(0).await.expect("empty"), (vec![], 0));
+        let first = store.record_change("f").await.expect("f");
+        store.record_change("g").await.expect("g");
+        let last = store.record_change("f").await.expect("f again");
+        let (mut changed, latest) = store.changes_since(0).await.expect("all");
+        changed.sort();
+        assert_eq!(
+            (changed, latest),
+            (vec!["f".to_owned(), "g".to_owned()], last)
+        );
+        assert_eq!(
+            store.changes_since(first + 1).await.expect("since"),
+            (vec!["f".to_owned()], last)
+        );
+        assert_eq!(
+            store.changes_since(last).await.expect("none"),
+            (vec![], last)
+        );
     }
 }
