@@ -62,8 +62,10 @@ fn leaf_keys(table: &toml::Table) -> BTreeSet<String> {
 
 /// A configuration with every optional setting given, so every key is serialised.
 fn everything_set() -> ServerConfig {
-    let mut config = ServerConfig::default();
-    config.node_address = Some("10.0.0.1:9300".parse().expect("address"));
+    let mut config = ServerConfig {
+        node_address: Some("10.0.0.1:9300".parse().expect("address")),
+        ..ServerConfig::default()
+    };
     config.storage.metadata = Some("postgres://db/nimbus".parse().expect("url"));
     config.storage.blobs = Some("s3://bucket/prefix".parse().expect("url"));
     config.storage.s3_endpoint = Some("http://127.0.0.1:9000".to_owned());
