@@ -22,6 +22,7 @@ use nimbus_control::Platform;
 
 pub use auth::Credentials;
 pub use error::ApiError;
+pub use nimbus::{CgroupVersion, Isolation};
 pub use serve::{serve, ConnectionLimits};
 
 /// How the API treats requests.
@@ -49,7 +50,7 @@ pub struct RequestId(pub String);
 /// once); intake (413 from `Content-Length` over the route's limit, the body bounded and
 /// timed); the body hashed and the signature finished; the handler.
 /// `isolation` describes what the sandbox does on this host, for `/nimbus/v1/health`.
-pub fn router(platform: Arc<Platform>, config: ApiConfig, isolation: serde_json::Value) -> Router {
+pub fn router(platform: Arc<Platform>, config: ApiConfig, isolation: Isolation) -> Router {
     let auth = Arc::new(auth::AuthState::new(
         config.credentials,
         config.region,

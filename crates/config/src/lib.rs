@@ -33,11 +33,16 @@ pub use values::{InstanceNetwork, LogFormat};
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     /// Address to listen on (a non-loopback address needs API credentials).
-    #[arg(long, env = "NIMBUS_LISTEN", default_value_t = default_listen())]
+    #[arg(long, env = "NIMBUS_LISTEN", value_name = "ADDR", default_value_t = default_listen())]
     pub listen: SocketAddr,
     /// Where the server keeps its files: the lock, credentials, code, runtime files, logs
     /// (and the metadata and blobs unless --metadata and --blobs put them elsewhere).
-    #[arg(long, env = "NIMBUS_DATA_DIR", default_value = ".nimbus")]
+    #[arg(
+        long,
+        env = "NIMBUS_DATA_DIR",
+        value_name = "DIR",
+        default_value = ".nimbus"
+    )]
     pub data_dir: PathBuf,
     /// Region reported in ARNs and to functions, and the one signatures are scoped to.
     #[arg(long, env = "NIMBUS_REGION", default_value = "us-east-1")]
@@ -153,10 +158,8 @@ pub struct Sandbox {
         default_value_t = 2
     )]
     pub warm_shells: usize,
-    /// The network instances get: `host` (the host's, as Lambda functions reach the
-    /// internet) or `none` (a namespace of their own with only loopback, where their Runtime
-    /// API is, at 127.0.0.1:9001; needs root).
-    #[arg(long, env = "NIMBUS_INSTANCE_NETWORK", value_enum, default_value_t = InstanceNetwork::Host)]
+    /// The network instances get.
+    #[arg(long, env = "NIMBUS_INSTANCE_NETWORK", value_name = "NETWORK", value_enum, default_value_t = InstanceNetwork::Host)]
     pub instance_network: InstanceNetwork,
 }
 
@@ -292,7 +295,7 @@ pub struct AsyncDelivery {
 #[serde(default, deny_unknown_fields)]
 pub struct Logs {
     /// The server's own log format (stderr; its filter is NIMBUS_LOG).
-    #[arg(long = "log-format", env = "NIMBUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long = "log-format", env = "NIMBUS_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub format: LogFormat,
     /// Hours invocation logs are kept.
     #[arg(

@@ -1,6 +1,7 @@
 //! The Nimbus extensions under `/nimbus/v1/`: what Lambda keeps in other services.
 
 mod dead_letters;
+mod health;
 mod instances;
 mod observe;
 mod scaling;
@@ -12,12 +13,17 @@ use axum::routing::{get, post};
 use axum::Router;
 use nimbus_control::Platform;
 
+pub use health::{CgroupVersion, Isolation};
+
 /// The OpenAPI document describing these routes.
 const OPENAPI: &str = include_str!("openapi.json");
 
 /// The extension routes.
-pub(crate) fn routes(isolation: serde_json::Value) -> Router<Arc<Platform>> {
-    let health = axum::Json(serde_json::json!({ "status": "ok", "isolation": isolation }));
+pub(crate) fn routes(isolation: Isolation) -> Router<Arc<Platform>> {
+    let health = axum::Json(health::Health {
+        status: "ok",
+        isolation,
+    });
     Router::new()
         .route("/nimbus/v1/health", get(move || async move { health }))
         .route("/nimbus/v1/openapi.json", get(openapi))
