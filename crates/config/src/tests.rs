@@ -336,6 +336,24 @@ fn the_example_config_holds_every_key_at_its_default() {
 }
 
 #[test]
+fn the_readmes_example_config_parses() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
+    let readme = std::fs::read_to_string(&path).expect("README.md");
+    let (_, rest) = readme
+        .split_once("### Configuration")
+        .expect("a Configuration section");
+    let (_, rest) = rest.split_once("```toml\n").expect("an example TOML");
+    let (example, _) = rest.split_once("```").expect("its end");
+    let table = layers::parse_file(&path, example).expect("the README's example parses");
+    let parsed: ServerConfig = toml::Value::Table(table).try_into().expect("deserialise");
+    assert_eq!(parsed.limits.max_concurrency, 200);
+    assert!(matches!(
+        parsed.metadata_backend(),
+        MetadataBackend::Sqlite { .. }
+    ));
+}
+
+#[test]
 fn a_config_round_trips_through_toml() {
     let config = everything_set();
     let text = toml::to_string(&config).expect("serialise");
