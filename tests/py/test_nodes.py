@@ -22,7 +22,7 @@ def test_a_node_records_itself_with_its_load(server_factory, tmp_path):
     srv = server_factory(tmp_path / "data")
     [me] = nodes(srv)
     assert me["live"] and me["this_node"], me
-    assert me["address"] == srv.endpoint.removeprefix("http://"), me
+    assert me["address"] == srv.endpoint, me
     assert me["version"] and me["heartbeat_age_ms"] < 3000, me
     assert (tmp_path / "data" / "node-id").read_text().strip() == me["id"]
     name = unique_name()
@@ -50,7 +50,7 @@ def test_a_node_that_stops_beating_is_not_live_and_one_that_stops_leaves(server_
         for node, age_ms in (("quiet", 60_000), ("fresh", 0)):
             db.execute("INSERT INTO nodes (id, address, version, started_ms, heartbeat_ms, "
                        "live_instances, busy_instances) VALUES (?, ?, '0.1.0', ?, ?, 0, 0)",
-                       (node, f"{node}:9300", now_ms, now_ms - age_ms))
+                       (node, f"http://{node}:9300", now_ms, now_ms - age_ms))
     db.close()
     seen = {n["id"]: n for n in nodes(srv)}
     assert set(seen) == {me, "quiet", "fresh"}, seen

@@ -161,8 +161,13 @@ impl HttpForwarder {
             .map(|(k, v)| format!("{k}={}", sigv4::uri_encode(v, false)))
             .collect::<Vec<_>>()
             .join("&");
-        let mut builder = hyper::Request::post(format!("http://{address}{path}?{query}"))
-            .header("host", address)
+        // The node's address is its URL (`http://HOST:PORT`).
+        let host = address
+            .split_once("://")
+            .map_or(address, |(_, rest)| rest)
+            .trim_end_matches('/');
+        let mut builder = hyper::Request::post(format!("{address}{path}?{query}"))
+            .header("host", host)
             .header("content-type", "application/json");
         if let Some(credentials) = &self.credentials {
             let signer = Signer {
@@ -173,7 +178,7 @@ impl HttpForwarder {
             };
             let hash = sigv4::sha256_hex(&body);
             for (name, value) in
-                signer.sign("POST", path, &query, address, &hash, chrono::Utc::now())
+                signer.sign("POST", path, &query, host, &hash, chrono::Utc::now())
             {
                 if name != "host" {
                     builder = builder.header(name, value);

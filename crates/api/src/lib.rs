@@ -24,6 +24,7 @@ use nimbus_control::Platform;
 pub use auth::Credentials;
 pub use cluster::HttpForwarder;
 pub use error::ApiError;
+pub use nimbus::{CgroupVersion, Isolation};
 pub use serve::{serve, ConnectionLimits};
 
 /// How the API treats requests.
@@ -56,7 +57,7 @@ pub fn router(
     platform: Arc<Platform>,
     membership: Arc<nimbus_control::Membership>,
     config: ApiConfig,
-    isolation: serde_json::Value,
+    isolation: Isolation,
 ) -> Router {
     let auth = Arc::new(auth::AuthState::new(
         config.credentials,

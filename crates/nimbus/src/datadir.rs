@@ -67,22 +67,21 @@ pub fn node_id(data: &Path) -> anyhow::Result<String> {
     Ok(id)
 }
 
-/// Refuses to start when the metadata database is missing or empty while code packages
-/// are stored: the functions they belong to would silently be gone.
-pub fn check_catalogue(data: &Path) -> anyhow::Result<()> {
-    let db = data.join("nimbus.db");
-    let state = match std::fs::metadata(&db) {
+/// Refuses to start when the metadata database `db` is missing or empty while code
+/// packages are stored in `blobs`: the functions they belong to would silently be gone.
+pub fn check_catalogue(db: &Path, blobs: &Path) -> anyhow::Result<()> {
+    let state = match std::fs::metadata(db) {
         Ok(meta) if meta.len() > 0 => return Ok(()),
         Ok(_) => "empty",
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => "missing",
         Err(e) => return Err(e).with_context(|| format!("reading {}", db.display())),
     };
-    let packages = stored_blobs(&data.join("blobs").join("sha256"));
+    let packages = stored_blobs(&blobs.join("sha256"));
     if packages > 0 {
         bail!(
             "{} is {state}, but {} holds {packages} code package(s): the function catalogue was lost, and starting would serve an empty one over them. Restore nimbus.db (with its nimbus.db-wal file) from a backup, or move the data dir aside to start afresh",
             db.display(),
-            data.join("blobs").display()
+            blobs.display()
         );
     }
     Ok(())
@@ -131,16 +130,18 @@ mod tests {
     #[test]
     fn an_empty_catalogue_over_stored_code_is_refused() {
         let dir = tempfile::tempdir().expect("tmp");
-        check_catalogue(dir.path()).expect("a new data dir");
+        let (db, blobs) = (dir.path().join("nimbus.db"), dir.path().join("blobs"));
+        let check = || check_catalogue(&db, &blobs);
+        check().expect("a new data dir");
         let shard = dir.path().join("blobs/sha256/ab");
         std::fs::create_dir_all(&shard).expect("dir");
         std::fs::write(shard.join("abcd"), b"zip").expect("blob");
-        let err = check_catalogue(dir.path()).expect_err("missing db");
+        let err = check().expect_err("missing db");
         assert!(err.to_string().contains("is missing"), "{err}");
         std::fs::write(dir.path().join("nimbus.db"), b"").expect("db");
-        let err = check_catalogue(dir.path()).expect_err("empty db");
+        let err = check().expect_err("empty db");
         assert!(err.to_string().contains("1 code package"), "{err}");
         std::fs::write(dir.path().join("nimbus.db"), b"SQLite format 3\0").expect("db");
-        check_catalogue(dir.path()).expect("a database is there");
+        check().expect("a database is there");
     }
 }

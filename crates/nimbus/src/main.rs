@@ -1,9 +1,11 @@
 //! The `nimbus` binary: the server and the client commands, as one program.
 
 mod datadir;
+mod parts;
 mod server;
+mod stores;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Nimbus: a self-hosted functions-as-a-service platform that speaks the AWS Lambda API.
 #[derive(Debug, Parser)]
@@ -27,7 +29,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the Nimbus server.
-    Server(server::ServerArgs),
+    Server(Box<nimbus_config::ServerArgs>),
     #[command(flatten)]
     Client(nimbus_cli::Command),
 }
@@ -43,7 +45,10 @@ fn main() {
     {
         nimbus_sandbox::jail::main();
     }
-    let cli = Cli::parse();
+    // The matches are kept: which settings came from a flag or variable decides what
+    // overrides the config file.
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,7 +61,10 @@ fn main() {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Server(args) => server::run(args).await.map(|()| 0),
+            Command::Server(args) => {
+                let server_matches = matches.subcommand_matches("server").unwrap_or(&matches);
+                server::run(&args, server_matches).await.map(|()| 0)
+            }
             Command::Client(command) => {
                 let options = nimbus_cli::Options {
                     endpoint: cli.endpoint,

@@ -45,9 +45,16 @@ impl Server {
             .arg(data_dir)
             .args(flags)
             .env("NIMBUS_LOG", "info")
-            .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let mut child = command.spawn().expect("start nimbus server");
+        Server::spawn(&mut command)
+    }
+
+    /// Starts `command` (a `nimbus server` command line) and waits for its listening line.
+    pub fn spawn(command: &mut Command) -> Server {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start nimbus server");
         let stdout = child.stdout.take().expect("server stdout");
         let mut line = String::new();
         BufReader::new(stdout)

@@ -5,6 +5,7 @@ mod support;
 
 mod async_events;
 mod cli;
+mod config;
 mod extensions;
 mod lifecycle;
 mod observability;

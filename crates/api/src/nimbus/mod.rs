@@ -1,6 +1,7 @@
 //! The Nimbus extensions under `/nimbus/v1/`: what Lambda keeps in other services.
 
 mod dead_letters;
+mod health;
 mod instances;
 mod nodes;
 mod observe;
@@ -13,15 +14,17 @@ use axum::routing::{get, post};
 use axum::Router;
 use nimbus_control::{Membership, Platform};
 
+pub use health::{CgroupVersion, Isolation};
+
 /// The OpenAPI document describing these routes.
 const OPENAPI: &str = include_str!("openapi.json");
 
 /// The extension routes; `membership` answers for the cluster's nodes.
-pub(crate) fn routes(
-    isolation: serde_json::Value,
-    membership: Arc<Membership>,
-) -> Router<Arc<Platform>> {
-    let health = axum::Json(serde_json::json!({ "status": "ok", "isolation": isolation }));
+pub(crate) fn routes(isolation: Isolation, membership: Arc<Membership>) -> Router<Arc<Platform>> {
+    let health = axum::Json(health::Health {
+        status: "ok",
+        isolation,
+    });
     Router::new()
         .route("/nimbus/v1/health", get(move || async move { health }))
         .route("/nimbus/v1/openapi.json", get(openapi))

@@ -1,0 +1,104 @@
+//! Opening the metadata and blob stores the configuration names: the one place that turns a
+//! [`MetadataBackend`] or [`BlobBackend`] into a store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use nimbus_config::{BlobBackend, MetadataBackend, ServerConfig};
+use nimbus_store::{BlobStore, ChangeFeed, LocalBlobs, MetadataStore, NodeStore, SqliteMetadata};
+
+/// The stores, open.
+pub struct Stores {
+    /// Functions, versions, aliases, the event queue and schedules.
+    pub meta: Arc<dyn MetadataStore>,
+    /// Code packages, by SHA-256.
+    pub blobs: Arc<dyn BlobStore>,
+    /// The cluster's nodes.
+    pub nodes: Arc<dyn NodeStore>,
+    /// Which functions changed, for every node's cache.
+    pub feed: Arc<dyn ChangeFeed>,
+}
+
+/// Refuses, before anything is written, backends this build cannot open.
+pub fn check_available(config: &ServerConfig) -> anyhow::Result<()> {
+    if let Some(postgres @ MetadataBackend::Postgres { .. }) = &config.storage.metadata {
+        bail!(
+            "--metadata {}: the PostgreSQL metadata backend is not available in this build; use sqlite://PATH (the default is sqlite://DATA/nimbus.db)",
+            postgres.redacted()
+        );
+    }
+    let blobs = config
+        .blob_backend(|name| std::env::var(name).ok())
+        .context("configuring the blob store")?;
+    if let s3 @ BlobBackend::S3 { .. } = blobs {
+        bail!(
+            "--blobs {s3}: the S3 blob backend is not available in this build; use file://DIR (the default is file://DATA/blobs)"
+        );
+    }
+    Ok(())
+}
+
+/// The backends `config` names (`data` is the data dir, absolute), refusing those this
+/// build cannot open, and a database missing or empty beside stored code, before anything
+/// is written.
+pub fn backends(
+    config: &ServerConfig,
+    data: &Path,
+) -> anyhow::Result<(MetadataBackend, BlobBackend)> {
+    let mut config = config.clone();
+    // The defaults live in the data dir, which is absolute by now; relative paths given
+    // explicitly are taken from the working directory.
+    config.data_dir = data.to_owned();
+    let metadata = match config.metadata_backend() {
+        MetadataBackend::Sqlite { path } => MetadataBackend::Sqlite {
+            path: absolute(&path)?,
+        },
+        MetadataBackend::Postgres { .. } => {
+            check_available(&config)?;
+            bail!("the PostgreSQL metadata backend is not available in this build")
+        }
+    };
+    let blobs = match config
+        .blob_backend(|name| std::env::var(name).ok())
+        .context("configuring the blob store")?
+    {
+        BlobBackend::Local { dir } => BlobBackend::Local {
+            dir: absolute(&dir)?,
+        },
+        BlobBackend::S3 { .. } => {
+            check_available(&config)?;
+            bail!("the S3 blob backend is not available in this build")
+        }
+    };
+    if let (MetadataBackend::Sqlite { path }, BlobBackend::Local { dir }) = (&metadata, &blobs) {
+        crate::datadir::check_catalogue(path, dir)?;
+    }
+    Ok((metadata, blobs))
+}
+
+/// Opens the stores [`backends`] gave, saying how to recover a damaged database.
+pub async fn open(metadata: &MetadataBackend, blobs: &BlobBackend) -> anyhow::Result<Stores> {
+    let (MetadataBackend::Sqlite { path: db }, BlobBackend::Local { dir }) = (metadata, blobs)
+    else {
+        // `backends` refused them.
+        bail!("only sqlite:// metadata and file:// blobs are available in this build");
+    };
+    let sqlite = Arc::new(
+        SqliteMetadata::open(db)
+            .await
+            .map_err(|e| crate::datadir::explain_damage(e, db))
+            .with_context(|| format!("opening metadata in {}", db.display()))?,
+    );
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(dir)?);
+    Ok(Stores {
+        meta: sqlite.clone(),
+        blobs,
+        nodes: sqlite.clone(),
+        feed: sqlite,
+    })
+}
+
+fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
+}
