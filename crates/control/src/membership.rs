@@ -88,12 +88,7 @@ impl Membership {
             busy_instances: u32::try_from(busy).unwrap_or(u32::MAX),
         };
         self.store.heartbeat(&beat).await.map_err(store_error)?;
-        let live = self.live_nodes().await?;
-        match self.live.write() {
-            Ok(mut known) => *known = live,
-            Err(poisoned) => *poisoned.into_inner() = live,
-        }
-        Ok(())
+        self.live_nodes().await.map(drop)
     }
 
     /// The live nodes as of the last heartbeat (this one among them while it beats).
@@ -110,18 +105,29 @@ impl Membership {
         i64::try_from(window.as_millis()).unwrap_or(i64::MAX)
     }
 
-    /// Every node the store knows, live or not, by id.
+    /// Every node the store knows, live or not, by id (what placement uses is brought up
+    /// to date on the way).
     pub async fn nodes(&self) -> Result<Vec<NodeView>> {
         let within = self.live_within_ms();
         let records = self.store.nodes().await.map_err(store_error)?;
-        Ok(records
+        let nodes: Vec<NodeView> = records
             .into_iter()
             .map(|record| NodeView {
                 live: record.heartbeat_age_ms <= within,
                 this_node: record.beat.id == self.config.node_id,
                 record,
             })
-            .collect())
+            .collect();
+        let live: Vec<NodeRecord> = nodes
+            .iter()
+            .filter(|n| n.live)
+            .map(|n| n.record.clone())
+            .collect();
+        match self.live.write() {
+            Ok(mut known) => *known = live,
+            Err(poisoned) => *poisoned.into_inner() = live,
+        }
+        Ok(nodes)
     }
 
     /// The nodes that take part in placement now.

@@ -1,0 +1,210 @@
+"""Three nodes on loopback sharing their metadata and their code blobs: any node serves any
+call, invocations run on their function's home node (rendezvous hashing over the live
+nodes), a change made on one node is seen by the next invoke on another, a node that dies
+is routed around and its async events are delivered by the others, and a schedule fires
+once per tick in the cluster.
+
+The shared stores here are a SQLite file and a blob directory that every node opens (real
+processes, one machine); the same cases run on PostgreSQL and S3 where the suite has them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import time
+import urllib.request
+
+import pytest
+
+from helpers import POST_TO_SINK, PY_RUNTIME, ROLE, Sink, make_zip, unique_name
+
+VERSIONED = "def handler(event, context):\n    return {'version': %r, 'event': event}\n"
+
+
+def shared_store_args(shared):
+    """The flags that make a node use the cluster's shared stores."""
+    url = os.environ.get("NIMBUS_TEST_CLUSTER_METADATA") or f"sqlite://{shared}/nimbus.db"
+    blobs = os.environ.get("NIMBUS_TEST_CLUSTER_BLOBS") or f"file://{shared}/blobs"
+    return ["--metadata", url, "--blobs", blobs]
+
+
+@pytest.fixture
+def cluster(server_factory, tmp_path):
+    """Start nodes that share their stores: `cluster(n)` starts n more."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    nodes = []
+
+    def start(count=1, extra=()):
+        for _ in range(count):
+            i = len(nodes)
+            nodes.append(server_factory(tmp_path / f"node{i}",
+                                        args=shared_store_args(shared) + list(extra)))
+        return nodes
+
+    return start
+
+
+def get_json(srv, path):
+    with urllib.request.urlopen(f"{srv.endpoint}{path}", timeout=30) as r:
+        return json.load(r)
+
+
+def node_id(srv):
+    return [n for n in get_json(srv, "/nimbus/v1/nodes")["nodes"] if n["this_node"]][0]["id"]
+
+
+def home_of(function, ids):
+    """The function's home node, as every node computes it (core::placement)."""
+    def weight(node):
+        return int.from_bytes(hashlib.sha256(function.encode() + b"\0" + node.encode()).digest()[:8], "big")
+    return max(ids, key=lambda n: (weight(n), [-ord(c) for c in n]))
+
+
+def wait_live(nodes, timeout=15):
+    """Waits until every one of `nodes` sees exactly them live (each node's placement uses
+    what it last saw)."""
+    deadline = time.monotonic() + timeout
+    for srv in nodes:
+        while True:
+            live = [n for n in get_json(srv, "/nimbus/v1/nodes")["nodes"] if n["live"]]
+            if len(live) == len(nodes):
+                break
+            assert time.monotonic() < deadline, f"expected {len(nodes)} live nodes: {live}"
+            time.sleep(0.2)
+
+
+def live_instances(srv, function):
+    return len(get_json(srv, f"/nimbus/v1/instances?function={function}")["instances"])
+
+
+def deploy(client, name, source, **kw):
+    client.create_function(FunctionName=name, Runtime=PY_RUNTIME, Role=ROLE,
+                           Handler="app.handler", Code={"ZipFile": make_zip({"app.py": source})}, **kw)
+
+
+def test_any_node_serves_and_invocations_run_on_the_home_node(cluster):
+    a, b, c = cluster(3)
+    wait_live([a, b, c])
+    name = unique_name()
+    deploy(a.client, name, VERSIONED % "one")
+    ids = {node_id(n): n for n in (a, b, c)}
+    home = ids[home_of(name, list(ids))]
+    for node in (a, b, c, a, b, c):
+        out = node.client.invoke(FunctionName=name, Payload=b'{"x": 1}', LogType="Tail")
+        assert json.loads(out["Payload"].read()) == {"version": "one", "event": {"x": 1}}
+        assert out["ExecutedVersion"] == "$LATEST"
+        tail = base64.b64decode(out["LogResult"]).decode()
+        assert f"START RequestId: {out['ResponseMetadata']['RequestId']}" in tail, tail
+    counts = {n.endpoint: live_instances(n, name) for n in (a, b, c)}
+    assert counts == {n.endpoint: (1 if n is home else 0) for n in (a, b, c)}, \
+        "one warm instance, on the function's home node"
+    # A function error comes back the same through a forward.
+    failing = unique_name()
+    deploy(b.client, failing, "def handler(e, c):\n    raise ValueError('nope')\n")
+    for node in (a, b, c):
+        out = node.client.invoke(FunctionName=failing, Payload=b"{}")
+        assert out["FunctionError"] == "Unhandled"
+        assert json.loads(out["Payload"].read())["errorType"] == "ValueError"
+
+
+def test_a_change_on_one_node_is_seen_by_the_next_invoke_on_another(cluster):
+    a, b, c = cluster(3)
+    wait_live([a, b, c])
+    name = unique_name()
+    deploy(a.client, name, VERSIONED % "one")
+    for node in (a, b, c):
+        assert json.loads(node.client.invoke(FunctionName=name)["Payload"].read())["version"] == "one"
+    b.client.update_function_code(FunctionName=name, ZipFile=make_zip({"app.py": VERSIONED % "two"}))
+    for node in (a, c, b):
+        assert json.loads(node.client.invoke(FunctionName=name)["Payload"].read())["version"] == "two"
+    c.client.update_function_configuration(FunctionName=name, Environment={"Variables": {"KEY": "v"}})
+    assert a.client.get_function(FunctionName=name)["Configuration"]["Environment"]["Variables"] == {"KEY": "v"}
+    c.client.delete_function(FunctionName=name)
+    for node in (a, b):
+        with pytest.raises(node.client.exceptions.ResourceNotFoundException):
+            node.client.invoke(FunctionName=name)
+
+
+def test_a_dead_home_node_is_routed_around(cluster):
+    a, b, c = cluster(3)
+    wait_live([a, b, c])
+    nodes = {node_id(n): n for n in (a, b, c)}
+    # A function whose home is c, the node that will die.
+    name = next(n for n in (unique_name() for _ in range(200)) if nodes[home_of(n, list(nodes))] is c)
+    deploy(a.client, name, VERSIONED % "one")
+    assert json.loads(a.client.invoke(FunctionName=name)["Payload"].read())["version"] == "one"
+    assert live_instances(c, name) == 1
+    c.kill()
+    # At once (c unreachable: run here) and after c has dropped out (a new home).
+    for node in (a, b):
+        assert json.loads(node.client.invoke(FunctionName=name)["Payload"].read())["version"] == "one"
+    wait_live([a, b])
+    for node in (a, b, a, b):
+        assert json.loads(node.client.invoke(FunctionName=name)["Payload"].read())["version"] == "one"
+    survivors = {node_id(n): n for n in (a, b)}
+    new_home = survivors[home_of(name, list(survivors))]
+    assert live_instances(new_home, name) >= 1
+
+
+def test_async_events_survive_node_kills(cluster):
+    sink = Sink()
+    try:
+        a, b, c = cluster(3, extra=["--async-lease", "2"])
+        wait_live([a, b, c])
+        name = unique_name()
+        source = POST_TO_SINK + ("import time\n"
+                                 "def handler(event, context):\n"
+                                 "    time.sleep(0.3)\n"
+                                 "    post(str(event['n']))\n")
+        deploy(a.client, name, source, Environment={"Variables": {"SINK": sink.url}}, Timeout=10)
+        accepted = []
+        alive = [a, b, c]
+        for n in range(30):
+            node = alive[n % len(alive)]
+            resp = node.client.invoke(FunctionName=name, InvocationType="Event",
+                                      Payload=json.dumps({"n": n}).encode())
+            assert resp["StatusCode"] == 202
+            accepted.append(str(n))
+            if n == 10:
+                c.kill()  # with events of its own in flight, perhaps
+                alive.remove(c)
+            if n == 20:
+                b.kill()
+                alive.remove(b)
+        deadline = time.monotonic() + 60
+        while set(accepted) - set(sink.received) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert set(accepted) <= set(sink.received), sorted(set(accepted) - set(sink.received))
+    finally:
+        sink.close()
+
+
+def test_a_per_second_schedule_fires_once_per_tick_across_the_cluster(cluster):
+    sink = Sink()
+    try:
+        a, b, c = cluster(3)
+        wait_live([a, b, c])
+        name = unique_name()
+        deploy(a.client, name, POST_TO_SINK + "def handler(event, context):\n    post(context.aws_request_id)\n",
+               Environment={"Variables": {"SINK": sink.url}})
+        request = urllib.request.Request(
+            f"{b.endpoint}/nimbus/v1/schedules", method="POST",
+            data=json.dumps({"name": f"{name}-tick", "function": name, "expression": "* * * * * *"}).encode(),
+            headers={"content-type": "application/json"})
+        urllib.request.urlopen(request, timeout=30).read()
+        time.sleep(6)
+        urllib.request.urlopen(urllib.request.Request(
+            f"{c.endpoint}/nimbus/v1/schedules/{name}-tick", method="DELETE"), timeout=30).read()
+        time.sleep(2)
+        fires = list(sink.received)
+        assert len(fires) == len(set(fires)), f"a tick fired twice: {fires}"
+        # Fire ids name their tick: one per second, none skipped, none doubled.
+        ticks = sorted(int(f.rsplit("-", 1)[1]) // 1000 for f in fires)
+        assert 4 <= len(ticks) <= 8, fires
+        assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), ticks
+    finally:
+        sink.close()
