@@ -783,6 +783,9 @@ impl MetadataStore for PostgresMetadata {
     }
 
     async fn requeue_inflight(&self) -> Result<u64> {
+        // As on SQLite, every event in flight goes back, whichever node claimed it: right
+        // for one node, but a node restarting beside live ones would re-deliver theirs
+        // (at least once still holds). Per-node leases are to replace this.
         let done = sqlx::query(
             "UPDATE async_events SET inflight = FALSE, attempts = attempts + 1, \
              last_error = COALESCE(last_error, convert_to($1, 'UTF8')) WHERE inflight",
