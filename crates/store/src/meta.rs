@@ -111,7 +111,9 @@ pub trait MetadataStore: Send + Sync {
     async fn delete_url(&self, name: &str, qualifier: Option<&str>) -> Result<bool>;
     /// Stores an accepted async event, due at once. Durable when this returns.
     async fn enqueue_event(&self, event: &AsyncEvent, due_at: i64) -> Result<()>;
-    /// Claims up to `limit` events due by `now` (epoch ms): they are marked in flight.
+    /// Claims up to `limit` events due by `now` (epoch ms): they are marked in flight, and
+    /// returned earliest due first (ties first come, first served). Concurrent claims, from
+    /// this node or another sharing the store, never return the same event.
     async fn claim_due_events(&self, now: i64, limit: usize) -> Result<Vec<AsyncEvent>>;
     /// When the next queued event is due, epoch ms.
     async fn next_event_due(&self) -> Result<Option<i64>>;
