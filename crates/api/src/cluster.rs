@@ -177,8 +177,7 @@ impl HttpForwarder {
                 service: "lambda",
             };
             let hash = sigv4::sha256_hex(&body);
-            for (name, value) in
-                signer.sign("POST", path, &query, host, &hash, chrono::Utc::now())
+            for (name, value) in signer.sign("POST", path, &query, host, &hash, chrono::Utc::now())
             {
                 if name != "host" {
                     builder = builder.header(name, value);

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use nimbus_config::{BlobBackend, MetadataBackend, ServerConfig};
-use nimbus_store::{BlobStore, ChangeFeed, LocalBlobs, MetadataStore, NodeStore, SqliteMetadata};
+use nimbus_store::{
+    BlobStore, ChangeFeed, LocalBlobs, MetadataStore, NodeStore, PostgresMetadata, SqliteMetadata,
+};
 
 /// The stores, open.
 pub struct Stores {
@@ -22,12 +24,6 @@ pub struct Stores {
 
 /// Refuses, before anything is written, backends this build cannot open.
 pub fn check_available(config: &ServerConfig) -> anyhow::Result<()> {
-    if let Some(postgres @ MetadataBackend::Postgres { .. }) = &config.storage.metadata {
-        bail!(
-            "--metadata {}: the PostgreSQL metadata backend is not available in this build; use sqlite://PATH (the default is sqlite://DATA/nimbus.db)",
-            postgres.redacted()
-        );
-    }
     let blobs = config
         .blob_backend(|name| std::env::var(name).ok())
         .context("configuring the blob store")?;
@@ -54,10 +50,7 @@ pub fn backends(
         MetadataBackend::Sqlite { path } => MetadataBackend::Sqlite {
             path: absolute(&path)?,
         },
-        MetadataBackend::Postgres { .. } => {
-            check_available(&config)?;
-            bail!("the PostgreSQL metadata backend is not available in this build")
-        }
+        postgres @ MetadataBackend::Postgres { .. } => postgres,
     };
     let blobs = match config
         .blob_backend(|name| std::env::var(name).ok())
@@ -79,24 +72,41 @@ pub fn backends(
 
 /// Opens the stores [`backends`] gave, saying how to recover a damaged database.
 pub async fn open(metadata: &MetadataBackend, blobs: &BlobBackend) -> anyhow::Result<Stores> {
-    let (MetadataBackend::Sqlite { path: db }, BlobBackend::Local { dir }) = (metadata, blobs)
-    else {
-        // `backends` refused them.
-        bail!("only sqlite:// metadata and file:// blobs are available in this build");
+    let BlobBackend::Local { dir } = blobs else {
+        // `backends` refused it.
+        bail!("only file:// blobs are available in this build");
     };
-    let sqlite = Arc::new(
-        SqliteMetadata::open(db)
-            .await
-            .map_err(|e| crate::datadir::explain_damage(e, db))
-            .with_context(|| format!("opening metadata in {}", db.display()))?,
-    );
     let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(dir)?);
-    Ok(Stores {
-        meta: sqlite.clone(),
-        blobs,
-        nodes: sqlite.clone(),
-        feed: sqlite,
-    })
+    match metadata {
+        MetadataBackend::Sqlite { path: db } => {
+            let sqlite = Arc::new(
+                SqliteMetadata::open(db)
+                    .await
+                    .map_err(|e| crate::datadir::explain_damage(e, db))
+                    .with_context(|| format!("opening metadata in {}", db.display()))?,
+            );
+            Ok(Stores {
+                meta: sqlite.clone(),
+                blobs,
+                nodes: sqlite.clone(),
+                feed: sqlite,
+            })
+        }
+        postgres @ MetadataBackend::Postgres { url } => {
+            let pg = Arc::new(PostgresMetadata::open(url).await.with_context(|| {
+                format!(
+                    "opening metadata in {} (is PostgreSQL running there, and may this user create tables?)",
+                    postgres.redacted()
+                )
+            })?);
+            Ok(Stores {
+                meta: pg.clone(),
+                blobs,
+                nodes: pg.clone(),
+                feed: pg,
+            })
+        }
+    }
 }
 
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {

@@ -170,15 +170,24 @@ fn a_config_file_with_a_mistake_is_refused_naming_the_file_and_the_key() {
 }
 
 #[test]
-fn postgres_and_s3_backends_are_refused_in_this_build() {
+fn an_unreachable_postgres_is_refused_naming_it_without_its_password() {
     let tmp = crate::support::tempdir();
-    let data = tmp.path().join("data");
-    let said = refused(&["--metadata", "postgres://nimbus:pw@db/nimbus"], &data);
+    let said = refused(
+        &["--metadata", "postgres://nimbus:pw@db.invalid/nimbus"],
+        &tmp.path().join("data"),
+    );
     assert!(
-        said.contains("PostgreSQL metadata backend is not available in this build"),
+        said.contains("opening metadata in postgres://nimbus:***@db.invalid/nimbus"),
         "{said}"
     );
+    assert!(said.contains("is PostgreSQL running there"), "{said}");
     assert!(!said.contains(":pw@"), "the password is not shown: {said}");
+}
+
+#[test]
+fn the_s3_backend_is_refused_in_this_build() {
+    let tmp = crate::support::tempdir();
+    let data = tmp.path().join("data");
     let said = refused(&["--blobs", "s3://nimbus-code/prod"], &data);
     assert!(
         said.contains("S3 blob backend is not available in this build"),

@@ -1,5 +1,5 @@
-//! Where Nimbus keeps things: function metadata (SQLite now, Postgres later), code blobs
-//! (a local directory now, S3 later), and code unpacked once per node.
+//! Where Nimbus keeps things: function metadata (SQLite, or PostgreSQL shared by several
+//! nodes), code blobs (a local directory now, S3 later), and code unpacked once per node.
 
 pub mod blobs;
 pub mod code;
@@ -9,7 +9,7 @@ pub mod unpack;
 
 pub use blobs::{BlobInfo, BlobStore, LocalBlobs};
 pub use code::{CodeCache, CodePin, Collected};
-pub use meta::{open_sqlite, MetadataStore, SqliteMetadata};
+pub use meta::{open_postgres, open_sqlite, MetadataStore, PostgresMetadata, SqliteMetadata};
 pub use nodes::{ChangeFeed, NodeBeat, NodeRecord, NodeStore, CHANGES_KEPT};
 pub use unpack::UnpackError;
 
@@ -60,8 +60,10 @@ impl StoreError {
         match self {
             StoreError::Io { source, .. } => full(source),
             StoreError::Unpack(UnpackError::Io(source)) => full(source),
-            // SQLITE_FULL: "database or disk is full".
-            StoreError::Database(sqlx::Error::Database(e)) => e.code().as_deref() == Some("13"),
+            // SQLITE_FULL: "database or disk is full"; PostgreSQL's disk_full (53100).
+            StoreError::Database(sqlx::Error::Database(e)) => {
+                matches!(e.code().as_deref(), Some("13" | "53100"))
+            }
             StoreError::Database(sqlx::Error::Io(source)) => full(source),
             _ => false,
         }

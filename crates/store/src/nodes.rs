@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::{Result, SqliteMetadata};
+use crate::{PostgresMetadata, Result, SqliteMetadata};
 
 /// What a node says of itself at each heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +152,104 @@ impl ChangeFeed for SqliteMetadata {
                 .bind(latest)
                 .fetch_all(&self.pool)
                 .await?;
+        Ok((functions, latest))
+    }
+}
+
+/// PostgreSQL's clock, ms since the epoch (the statement's time, not the transaction's).
+const POSTGRES_NOW_MS: &str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
+
+#[async_trait]
+impl NodeStore for PostgresMetadata {
+    async fn heartbeat(&self, beat: &NodeBeat) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO nodes (id, address, version, started_ms, heartbeat_ms, live_instances, busy_instances)
+             VALUES ($1, $2, $3, $4, {POSTGRES_NOW_MS}, $5, $6)
+             ON CONFLICT (id) DO UPDATE SET address = $2, version = $3, started_ms = $4,
+               heartbeat_ms = {POSTGRES_NOW_MS}, live_instances = $5, busy_instances = $6"
+        ))
+        .bind(&beat.id)
+        .bind(&beat.address)
+        .bind(&beat.version)
+        .bind(beat.started_ms)
+        .bind(i64::from(beat.live_instances))
+        .bind(i64::from(beat.busy_instances))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeRecord>> {
+        let rows = sqlx::query(&format!(
+            "SELECT id, address, version, started_ms, live_instances, busy_instances,
+                    {POSTGRES_NOW_MS} - heartbeat_ms AS age
+             FROM nodes ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let count = |name: &str| -> Result<u32> {
+                    let n: i64 = row.try_get(name)?;
+                    Ok(u32::try_from(n).unwrap_or(0))
+                };
+                Ok(NodeRecord {
+                    beat: NodeBeat {
+                        id: row.try_get("id")?,
+                        address: row.try_get("address")?,
+                        version: row.try_get("version")?,
+                        started_ms: row.try_get("started_ms")?,
+                        live_instances: count("live_instances")?,
+                        busy_instances: count("busy_instances")?,
+                    },
+                    heartbeat_age_ms: row.try_get::<i64, _>("age")?.max(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn leave(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM nodes WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ChangeFeed for PostgresMetadata {
+    async fn record_change(&self, function: &str) -> Result<i64> {
+        let mut tx = self.pool.begin().await?;
+        let seq: i64 = sqlx::query_scalar(&format!(
+            "INSERT INTO changes (function, at_ms) VALUES ($1, {POSTGRES_NOW_MS}) RETURNING seq"
+        ))
+        .bind(function)
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM changes WHERE seq <= $1")
+            .bind(seq - CHANGES_KEPT)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    async fn changes_since(&self, seq: i64) -> Result<(Vec<String>, i64)> {
+        let latest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM changes")
+            .fetch_one(&self.pool)
+            .await?;
+        let latest = latest.unwrap_or(0);
+        if latest <= seq {
+            return Ok((Vec::new(), latest));
+        }
+        let functions: Vec<String> = sqlx::query_scalar(
+            "SELECT DISTINCT function FROM changes WHERE seq > $1 AND seq <= $2",
+        )
+        .bind(seq)
+        .bind(latest)
+        .fetch_all(&self.pool)
+        .await?;
         Ok((functions, latest))
     }
 }
