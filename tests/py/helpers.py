@@ -213,6 +213,38 @@ def _nimbus_bin() -> str:
     return str(p.resolve())
 
 
+_PG_SCHEMAS: dict[str, str] = {}
+
+
+def postgres_schema_url(key) -> str | None:
+    """A URL of the test PostgreSQL (NIMBUS_TEST_POSTGRES_URL) selecting a schema of its
+    own for `key` (the same key, the same schema: a restarted server finds its data), or
+    None without a test PostgreSQL."""
+    base = os.environ.get("NIMBUS_TEST_POSTGRES_URL")
+    if not base:
+        return None
+    key = str(key)
+    if key not in _PG_SCHEMAS:
+        schema = "e2e_" + uuid.uuid4().hex
+        subprocess.run(["psql", base, "-v", "ON_ERROR_STOP=1", "-q", "-c", f"CREATE SCHEMA {schema}"],
+                       check=True, capture_output=True, timeout=30)
+        _PG_SCHEMAS[key] = schema
+    separator = "&" if "?" in base else "?"
+    return f"{base}{separator}options[search_path]={_PG_SCHEMAS[key]}"
+
+
+def on_postgres() -> bool:
+    """Whether this run's servers keep their metadata in PostgreSQL
+    (NIMBUS_TEST_BACKEND=postgres, as scripts/test's second pass sets)."""
+    return os.environ.get("NIMBUS_TEST_BACKEND") == "postgres"
+
+
+def sqlite_only():
+    """Skips a test that reads or damages a server's SQLite file, on a PostgreSQL run."""
+    if on_postgres():
+        pytest.skip("reads the server's SQLite file: this run keeps metadata in PostgreSQL")
+
+
 def server_env(extra: dict | None = None) -> dict:
     env = dict(os.environ)
     if Path("/usr/bin/python3").exists():
@@ -269,6 +301,8 @@ class NimbusServer:
         args = [binary, "server", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
         if "NIMBUS_ACCESS_KEY_ID" not in self.env_extra:
             args.append("--no-auth")  # the suite's clients sign with made-up keys
+        if on_postgres() and "--metadata" not in self.extra_args:
+            args += ["--metadata", postgres_schema_url(self.data_dir)]
         args += self.extra_args
         self.proc = subprocess.Popen(
             args,

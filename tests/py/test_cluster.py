@@ -19,30 +19,30 @@ import urllib.request
 
 import pytest
 
-from helpers import POST_TO_SINK, PY_RUNTIME, ROLE, Sink, make_zip, unique_name
+from helpers import POST_TO_SINK, PY_RUNTIME, ROLE, Sink, make_zip, postgres_schema_url, unique_name
 
 VERSIONED = "def handler(event, context):\n    return {'version': %r, 'event': event}\n"
 
 
-def shared_store_args(shared):
-    """The flags that make a node use the cluster's shared stores."""
-    url = os.environ.get("NIMBUS_TEST_CLUSTER_METADATA") or f"sqlite://{shared}/nimbus.db"
-    blobs = os.environ.get("NIMBUS_TEST_CLUSTER_BLOBS") or f"file://{shared}/blobs"
-    return ["--metadata", url, "--blobs", blobs]
-
-
-@pytest.fixture
-def cluster(server_factory, tmp_path):
-    """Start nodes that share their stores: `cluster(n)` starts n more."""
+@pytest.fixture(params=["sqlite", "postgres"])
+def cluster(request, server_factory, tmp_path):
+    """Start nodes that share their stores — one SQLite file, or a PostgreSQL schema of the
+    test's own — and a blob directory: `cluster(n)` starts n more."""
     shared = tmp_path / "shared"
     shared.mkdir()
+    if request.param == "postgres":
+        metadata = postgres_schema_url(shared)
+        if metadata is None:
+            pytest.skip("no test PostgreSQL (NIMBUS_TEST_POSTGRES_URL; scripts/test starts one)")
+    else:
+        metadata = f"sqlite://{shared}/nimbus.db"
+    store_args = ["--metadata", metadata, "--blobs", f"file://{shared}/blobs"]
     nodes = []
 
     def start(count=1, extra=()):
         for _ in range(count):
             i = len(nodes)
-            nodes.append(server_factory(tmp_path / f"node{i}",
-                                        args=shared_store_args(shared) + list(extra)))
+            nodes.append(server_factory(tmp_path / f"node{i}", args=store_args + list(extra)))
         return nodes
 
     return start

@@ -10,7 +10,7 @@ import subprocess
 import time
 import urllib.request
 
-from helpers import _nimbus_bin, invoke_ok, py_zip, unique_name, ROLE, PY_RUNTIME
+from helpers import _nimbus_bin, invoke_ok, py_zip, sqlite_only, unique_name, ROLE, PY_RUNTIME
 
 
 def nodes(srv):
@@ -40,6 +40,7 @@ def test_a_node_records_itself_with_its_load(server_factory, tmp_path):
 
 
 def test_a_node_that_stops_beating_is_not_live_and_one_that_stops_leaves(server_factory, tmp_path):
+    sqlite_only()
     data = tmp_path / "data"
     srv = server_factory(data)
     me = nodes(srv)[0]["id"]

@@ -7,7 +7,8 @@ import shutil
 import sqlite3
 import subprocess
 
-from helpers import _nimbus_bin, invoke_ok, py_zip, server_env, unique_name, ROLE, PY_RUNTIME
+from helpers import (_nimbus_bin, invoke_ok, py_zip, server_env, sqlite_only, unique_name, ROLE,
+                     PY_RUNTIME)
 
 
 def start_fails(data_dir) -> str:
@@ -30,6 +31,7 @@ def test_a_second_server_on_one_data_dir_is_refused_and_names_the_first(server_f
 
 
 def test_a_lost_catalogue_next_to_stored_code_is_refused_with_how_to_recover(server_factory, tmp_path):
+    sqlite_only()
     data = tmp_path / "data"
     srv = server_factory(data)
     name = unique_name()
