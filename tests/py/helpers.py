@@ -233,6 +233,19 @@ def postgres_schema_url(key) -> str | None:
     return f"{base}{separator}options[search_path]={_PG_SCHEMAS[key]}"
 
 
+def s3_blob_args(key) -> tuple[list[str], dict]:
+    """The flags (and environment) that put a server's code in the test S3 server, under a
+    prefix of its own for `key`, or nothing without one (NIMBUS_TEST_S3_*)."""
+    endpoint = os.environ.get("NIMBUS_TEST_S3_ENDPOINT")
+    if not endpoint:
+        return [], {}
+    prefix = "e2e-" + hashlib.sha256(str(key).encode()).hexdigest()[:16]
+    return (["--blobs", f"s3://{os.environ['NIMBUS_TEST_S3_BUCKET']}/{prefix}",
+             "--s3-endpoint", endpoint, "--s3-region", os.environ.get("NIMBUS_TEST_S3_REGION", "us-east-1")],
+            {"AWS_ACCESS_KEY_ID": os.environ["NIMBUS_TEST_S3_ACCESS_KEY_ID"],
+             "AWS_SECRET_ACCESS_KEY": os.environ["NIMBUS_TEST_S3_SECRET_ACCESS_KEY"]})
+
+
 def on_postgres() -> bool:
     """Whether this run's servers keep their metadata in PostgreSQL
     (NIMBUS_TEST_BACKEND=postgres, as scripts/test's second pass sets)."""
@@ -301,15 +314,20 @@ class NimbusServer:
         args = [binary, "server", "--listen", "127.0.0.1:0", "--data-dir", str(self.data_dir)]
         if "NIMBUS_ACCESS_KEY_ID" not in self.env_extra:
             args.append("--no-auth")  # the suite's clients sign with made-up keys
+        env_extra = dict(self.env_extra)
         if on_postgres() and "--metadata" not in self.extra_args:
             args += ["--metadata", postgres_schema_url(self.data_dir)]
+        if on_postgres() and "--blobs" not in self.extra_args:
+            blob_args, blob_env = s3_blob_args(self.data_dir)
+            args += blob_args
+            env_extra.update(blob_env)
         args += self.extra_args
         self.proc = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._log,
-            env=server_env(self.env_extra),
+            env=server_env(env_extra),
             start_new_session=True,
             **({} if self.user is None else {"user": self.user, "group": self.user, "extra_groups": []}),
         )

@@ -19,7 +19,8 @@ import urllib.request
 
 import pytest
 
-from helpers import POST_TO_SINK, PY_RUNTIME, ROLE, Sink, make_zip, postgres_schema_url, unique_name
+from helpers import (POST_TO_SINK, PY_RUNTIME, ROLE, Sink, make_zip, postgres_schema_url,
+                     s3_blob_args, unique_name)
 
 VERSIONED = "def handler(event, context):\n    return {'version': %r, 'event': event}\n"
 
@@ -30,19 +31,23 @@ def cluster(request, server_factory, tmp_path):
     test's own — and a blob directory: `cluster(n)` starts n more."""
     shared = tmp_path / "shared"
     shared.mkdir()
+    blob_args, blob_env = ["--blobs", f"file://{shared}/blobs"], {}
     if request.param == "postgres":
         metadata = postgres_schema_url(shared)
         if metadata is None:
             pytest.skip("no test PostgreSQL (NIMBUS_TEST_POSTGRES_URL; scripts/test starts one)")
+        # With PostgreSQL, the code in the test S3 server where there is one.
+        blob_args, blob_env = s3_blob_args(shared) if s3_blob_args(shared)[0] else (blob_args, blob_env)
     else:
         metadata = f"sqlite://{shared}/nimbus.db"
-    store_args = ["--metadata", metadata, "--blobs", f"file://{shared}/blobs"]
+    store_args = ["--metadata", metadata] + blob_args
     nodes = []
 
     def start(count=1, extra=()):
         for _ in range(count):
             i = len(nodes)
-            nodes.append(server_factory(tmp_path / f"node{i}", args=store_args + list(extra)))
+            nodes.append(server_factory(tmp_path / f"node{i}", args=store_args + list(extra),
+                                        env=blob_env))
         return nodes
 
     return start

@@ -4,10 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use nimbus_config::{BlobBackend, MetadataBackend, ServerConfig};
 use nimbus_store::{
-    BlobStore, ChangeFeed, LocalBlobs, MetadataStore, NodeStore, PostgresMetadata, SqliteMetadata,
+    BlobStore, ChangeFeed, LocalBlobs, MetadataStore, NodeStore, PostgresMetadata, S3Blobs,
+    S3Config, S3Credentials, SqliteMetadata,
 };
 
 /// The stores, open.
@@ -24,14 +25,9 @@ pub struct Stores {
 
 /// Refuses, before anything is written, backends this build cannot open.
 pub fn check_available(config: &ServerConfig) -> anyhow::Result<()> {
-    let blobs = config
+    config
         .blob_backend(|name| std::env::var(name).ok())
         .context("configuring the blob store")?;
-    if let s3 @ BlobBackend::S3 { .. } = blobs {
-        bail!(
-            "--blobs {s3}: the S3 blob backend is not available in this build; use file://DIR (the default is file://DATA/blobs)"
-        );
-    }
     Ok(())
 }
 
@@ -59,10 +55,7 @@ pub fn backends(
         BlobBackend::Local { dir } => BlobBackend::Local {
             dir: absolute(&dir)?,
         },
-        BlobBackend::S3 { .. } => {
-            check_available(&config)?;
-            bail!("the S3 blob backend is not available in this build")
-        }
+        s3 @ BlobBackend::S3 { .. } => s3,
     };
     if let (MetadataBackend::Sqlite { path }, BlobBackend::Local { dir }) = (&metadata, &blobs) {
         crate::datadir::check_catalogue(path, dir)?;
@@ -72,11 +65,32 @@ pub fn backends(
 
 /// Opens the stores [`backends`] gave, saying how to recover a damaged database.
 pub async fn open(metadata: &MetadataBackend, blobs: &BlobBackend) -> anyhow::Result<Stores> {
-    let BlobBackend::Local { dir } = blobs else {
-        // `backends` refused it.
-        bail!("only file:// blobs are available in this build");
+    let blobs: Arc<dyn BlobStore> = match blobs {
+        BlobBackend::Local { dir } => Arc::new(LocalBlobs::open(dir)?),
+        s3 @ BlobBackend::S3 {
+            bucket,
+            prefix,
+            endpoint,
+            region,
+            path_style,
+            credentials,
+        } => Arc::new(
+            S3Blobs::open(S3Config {
+                bucket: bucket.clone(),
+                prefix: prefix.clone(),
+                endpoint: endpoint.clone(),
+                region: Some(region.clone()),
+                path_style: Some(*path_style),
+                credentials: credentials.as_ref().map(|c| S3Credentials {
+                    access_key_id: c.access_key_id.clone(),
+                    secret_access_key: c.secret_access_key.clone(),
+                    session_token: c.session_token.clone(),
+                }),
+            })
+            .await
+            .with_context(|| format!("opening the blob store {s3}"))?,
+        ),
     };
-    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobs::open(dir)?);
     match metadata {
         MetadataBackend::Sqlite { path: db } => {
             let sqlite = Arc::new(

@@ -1,16 +1,19 @@
 //! Where Nimbus keeps things: function metadata (SQLite, or PostgreSQL shared by several
-//! nodes), code blobs (a local directory now, S3 later), and code unpacked once per node.
+//! nodes), code blobs (a local directory, or an S3 bucket a cluster shares), and code
+//! unpacked once per node.
 
 pub mod blobs;
 pub mod code;
 pub mod meta;
 pub mod nodes;
+pub mod remote;
 pub mod unpack;
 
-pub use blobs::{BlobInfo, BlobStore, LocalBlobs};
+pub use blobs::{BlobInfo, BlobStore, LocalBlobs, S3Blobs, S3Config, S3Credentials};
 pub use code::{CodeCache, CodePin, Collected};
 pub use meta::{open_postgres, open_sqlite, MetadataStore, PostgresMetadata, SqliteMetadata};
 pub use nodes::{ChangeFeed, NodeBeat, NodeRecord, NodeStore, CHANGES_KEPT};
+pub use remote::{RemoteError, RemoteProblem};
 pub use unpack::UnpackError;
 
 /// A storage failure.
@@ -45,6 +48,9 @@ pub enum StoreError {
     /// A blob that metadata refers to is missing.
     #[error("blob {0} is missing")]
     MissingBlob(String),
+    /// A remote store (an S3 bucket) failed; the message says what to check.
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
     /// A code package could not be unpacked.
     #[error(transparent)]
     Unpack(#[from] UnpackError),

@@ -1,36 +1,12 @@
-//! Code blobs, content-addressed by SHA-256: the [`BlobStore`] interface and a local directory.
+//! Code blobs as files in a local directory: the single-node backend of [`BlobStore`].
 
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 
+use super::{is_sha256_hex, not_a_name, shard, BlobInfo, BlobStore};
 use crate::{Result, StoreError};
-
-/// Stores immutable blobs by their hex SHA-256. Every backend (local dir, later S3) implements this.
-#[async_trait]
-pub trait BlobStore: Send + Sync {
-    /// Stores `data` under `sha256_hex`; storing the same blob twice is a no-op.
-    async fn put(&self, sha256_hex: &str, data: Bytes) -> Result<()>;
-    /// The blob stored under `sha256_hex`; [`StoreError::MissingBlob`] if there is none.
-    async fn get(&self, sha256_hex: &str) -> Result<Bytes>;
-    /// Every stored blob (for the collector).
-    async fn list(&self) -> Result<Vec<BlobInfo>>;
-    /// Removes the blob stored under `sha256_hex`; whether there was one.
-    async fn delete(&self, sha256_hex: &str) -> Result<bool>;
-}
-
-/// One stored blob, as [`BlobStore::list`] tells it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BlobInfo {
-    /// Its hex SHA-256.
-    pub sha256_hex: String,
-    /// Its size, bytes.
-    pub size: u64,
-    /// When it was stored (for the collector's grace period).
-    pub modified: SystemTime,
-}
 
 /// Blobs as files under a directory: `DIR/sha256/<first two hex>/<hex>`.
 #[derive(Debug, Clone)]
@@ -56,14 +32,16 @@ impl LocalBlobs {
 
     /// Where blob `hex` is kept. Names that are not hex SHA-256s never reach the disk.
     fn path(&self, hex: &str) -> PathBuf {
-        let shard = hex.get(..2).unwrap_or("00");
-        self.root.join("sha256").join(shard).join(hex)
+        self.root.join("sha256").join(shard(hex)).join(hex)
     }
 }
 
 #[async_trait]
 impl BlobStore for LocalBlobs {
     async fn put(&self, sha256_hex: &str, data: Bytes) -> Result<()> {
+        if !is_sha256_hex(sha256_hex) {
+            return Err(not_a_name(sha256_hex));
+        }
         let path = self.path(sha256_hex);
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Ok(());
@@ -96,6 +74,9 @@ impl BlobStore for LocalBlobs {
     }
 
     async fn get(&self, sha256_hex: &str) -> Result<Bytes> {
+        if !is_sha256_hex(sha256_hex) {
+            return Err(StoreError::MissingBlob(sha256_hex.to_owned()));
+        }
         match tokio::fs::read(self.path(sha256_hex)).await {
             Ok(data) => Ok(Bytes::from(data)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -128,7 +109,13 @@ impl BlobStore for LocalBlobs {
                 {
                     let blob =
                         blob.map_err(StoreError::io(format!("listing {}", dir.display())))?;
-                    let Some(name) = blob.file_name().to_str().map(str::to_owned) else {
+                    // Only blobs: not what else someone left there.
+                    let Some(name) = blob
+                        .file_name()
+                        .to_str()
+                        .filter(|name| is_sha256_hex(name))
+                        .map(str::to_owned)
+                    else {
                         continue;
                     };
                     // Gone meanwhile: not listed.
@@ -168,11 +155,6 @@ impl BlobStore for LocalBlobs {
             }),
         }
     }
-}
-
-/// Whether `name` is a hex SHA-256 as blobs and code directories are named.
-pub(crate) fn is_sha256_hex(name: &str) -> bool {
-    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]
