@@ -612,8 +612,91 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         target: "only 200/429",
         met: bad == 0,
     });
+    rows.push(forwarding(&args, &nimbus, tmp.path(), &echo_fn, event).await?);
     print(&rows);
     Ok(())
+}
+
+/// This node's id and the live nodes it sees, from `GET /nimbus/v1/nodes`.
+async fn nodes(addr: SocketAddr) -> anyhow::Result<(String, usize)> {
+    let target = post(addr, hyper::Method::GET, "/nimbus/v1/nodes", String::new());
+    let (_, _, body) = load::once(&target).await?;
+    let answer: serde_json::Value = serde_json::from_slice(&body)?;
+    let list = answer["nodes"].as_array().cloned().unwrap_or_default();
+    let me = list
+        .iter()
+        .find(|n| n["this_node"] == true)
+        .and_then(|n| n["id"].as_str())
+        .context("the node does not list itself")?
+        .to_owned();
+    let live = list.iter().filter(|n| n["live"] == true).count();
+    Ok((me, live))
+}
+
+/// FWD: the latency a forwarded invoke adds. Two nodes share their stores; a function whose
+/// home is B is invoked through B (local) and through A (forwarded to B).
+async fn forwarding(
+    args: &Args,
+    nimbus: &Path,
+    tmp: &Path,
+    function: &[(&str, &str)],
+    event: &str,
+) -> anyhow::Result<Row> {
+    eprintln!("FWD: a forwarded invoke vs a local one (two nodes sharing their stores)…");
+    let shared = tmp.join("cluster");
+    std::fs::create_dir_all(&shared)?;
+    let metadata = format!("sqlite://{}", shared.join("nimbus.db").display());
+    let blobs = format!("file://{}", shared.join("blobs").display());
+    let flags = [
+        "--metadata",
+        metadata.as_str(),
+        "--blobs",
+        blobs.as_str(),
+        "--memory-budget",
+        "1000000",
+    ];
+    let a = start_nimbus(args, nimbus, &tmp.join("node-a"), &flags)?;
+    let b = start_nimbus(args, nimbus, &tmp.join("node-b"), &flags)?;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (id_a, id_b) = loop {
+        let ((id_a, live_a), (id_b, live_b)) = (nodes(a.addr).await?, nodes(b.addr).await?);
+        if live_a == 2 && live_b == 2 {
+            break (id_a, id_b);
+        }
+        if Instant::now() > deadline {
+            bail!("the two nodes did not see each other");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let name = (0..)
+        .map(|i| format!("fwd-{i}"))
+        .find(|n| {
+            nimbus_core::placement::home(n, [id_a.as_str(), id_b.as_str()]) == Some(id_b.as_str())
+        })
+        .context("no function name lands on B")?;
+    create(a.addr, &name, "python3.11", "app.handler", function).await?;
+    let (local, forwarded) = (
+        invoke_target(b.addr, &name, event),
+        invoke_target(a.addr, &name, event),
+    );
+    load::run(&local, 1, Length::Requests(500)).await?;
+    load::run(&forwarded, 1, Length::Requests(500)).await?;
+    let local = load::run(&local, 1, Length::Requests(3000)).await?;
+    let forwarded = load::run(&forwarded, 1, Length::Requests(3000)).await?;
+    let (ours, base) = (forwarded.percentile(50.0), local.percentile(50.0));
+    let added = ours.saturating_sub(base);
+    Ok(Row {
+        id: "FWD",
+        metric: format!(
+            "forwarded invoke p50 vs local on the home node, concurrency 1 (+{})",
+            ms(added)
+        ),
+        ours: ms(ours),
+        baseline: format!("{} (local, home node)", ms(base)),
+        ratio: ours.as_secs_f64() / base.as_secs_f64(),
+        target: "≤ +0.3 ms",
+        met: added <= Duration::from_micros(300),
+    })
 }
 
 fn main() -> anyhow::Result<()> {

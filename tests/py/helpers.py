@@ -258,6 +258,13 @@ def sqlite_only():
         pytest.skip("reads the server's SQLite file: this run keeps metadata in PostgreSQL")
 
 
+def local_blobs_only():
+    """Skips a test about code blobs on the data dir's own disk, on a run that keeps them
+    in S3."""
+    if on_postgres() and os.environ.get("NIMBUS_TEST_S3_ENDPOINT"):
+        pytest.skip("about blobs on the data dir's disk: this run keeps them in S3")
+
+
 def server_env(extra: dict | None = None) -> dict:
     env = dict(os.environ)
     if Path("/usr/bin/python3").exists():

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from helpers import (
+    local_blobs_only,
     PY_ECHO,
     PY_RUNTIME,
     ROLE,
@@ -94,6 +95,7 @@ def small_disk(tmp_path):
 
 def test_issue_11_a_full_disk_gives_clean_errors_and_recovers_without_a_restart(
         small_disk, server_factory):
+    local_blobs_only()
     srv = server_factory(data_dir=small_disk, args=["--code-gc-grace", str(GRACE_S)])
     client = srv.client
     keeper = unique_name("keeper")
@@ -144,6 +146,7 @@ def test_issue_11_a_full_disk_gives_clean_errors_and_recovers_without_a_restart(
 
 
 def test_deleted_functions_and_versions_free_their_code_after_the_grace_period(server_factory, tmp_path):
+    local_blobs_only()
     data = tmp_path / "data"
     srv = server_factory(data_dir=data, args=["--code-gc-grace", str(GRACE_S)])
     client = srv.client
