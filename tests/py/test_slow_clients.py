@@ -71,6 +71,19 @@ def connect(srv, timeout=ANSWER_WITHIN_S):
     return sock
 
 
+def wait_served_again(srv):
+    """Waits until a new connection is answered 200 again (the held ones were closed)."""
+    deadline = time.monotonic() + ANSWER_WITHIN_S
+    while True:
+        with connect(srv) as sock:
+            sock.sendall(unsigned_head(srv, "GET", "/metrics", {"Connection": "close"}))
+            answer = read_answer(sock)
+        if answer is not None and answer[0] == 200:
+            return
+        assert time.monotonic() < deadline, f"the server did not recover: {answer}"
+        time.sleep(0.1)
+
+
 def read_answer(sock):
     """(status, headers, body) of the answer on `sock`, or None if it was closed without
     one. A socket timeout (no answer at all) raises."""
@@ -228,15 +241,7 @@ def test_connections_over_the_cap_are_refused_cleanly_and_the_server_recovers(tm
         assert "--max-connections" in json.loads(body)["Message"]
         for sock in held:
             sock.close()
-        deadline = time.monotonic() + ANSWER_WITHIN_S
-        while True:
-            with connect(srv) as sock:
-                sock.sendall(unsigned_head(srv, "GET", "/metrics", {"Connection": "close"}))
-                answer = read_answer(sock)
-            if answer is not None and answer[0] == 200:
-                break
-            assert time.monotonic() < deadline, f"the server did not recover: {answer}"
-            time.sleep(0.1)
+        wait_served_again(srv)
         assert make_client(srv.endpoint).list_functions()["Functions"] == []
     finally:
         srv.cleanup()
@@ -358,14 +363,6 @@ def test_one_client_cannot_take_every_connection(tmp_path):
         assert answer is not None and answer[0] == 200, answer
         for sock in held:
             sock.close()
-        deadline = time.monotonic() + ANSWER_WITHIN_S
-        while True:
-            with connect(srv) as sock:
-                sock.sendall(unsigned_head(srv, "GET", "/metrics", {"Connection": "close"}))
-                answer = read_answer(sock)
-            if answer is not None and answer[0] == 200:
-                break
-            assert time.monotonic() < deadline, f"the client's slots did not come back: {answer}"
-            time.sleep(0.1)
+        wait_served_again(srv)
     finally:
         srv.cleanup()

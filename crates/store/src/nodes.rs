@@ -59,6 +59,30 @@ pub trait ChangeFeed: Send + Sync {
 /// Changes kept in the feed: a node further behind than this reloads everything.
 pub const CHANGES_KEPT: i64 = 10_000;
 
+/// A `nodes` row (with its `age`) of either backend.
+fn decode_node<R: Row>(row: &R) -> Result<NodeRecord>
+where
+    for<'c> &'c str: sqlx::ColumnIndex<R>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let count = |name: &str| -> Result<u32> {
+        let n: i64 = row.try_get(name)?;
+        Ok(u32::try_from(n).unwrap_or(0))
+    };
+    Ok(NodeRecord {
+        beat: NodeBeat {
+            id: row.try_get("id")?,
+            address: row.try_get("address")?,
+            version: row.try_get("version")?,
+            started_ms: row.try_get("started_ms")?,
+            live_instances: count("live_instances")?,
+            busy_instances: count("busy_instances")?,
+        },
+        heartbeat_age_ms: row.try_get::<i64, _>("age")?.max(0),
+    })
+}
+
 /// The database's clock, ms since the epoch.
 const SQLITE_NOW_MS: &str = "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)";
 
@@ -90,25 +114,7 @@ impl NodeStore for SqliteMetadata {
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let count = |name: &str| -> Result<u32> {
-                    let n: i64 = row.try_get(name)?;
-                    Ok(u32::try_from(n).unwrap_or(0))
-                };
-                Ok(NodeRecord {
-                    beat: NodeBeat {
-                        id: row.try_get("id")?,
-                        address: row.try_get("address")?,
-                        version: row.try_get("version")?,
-                        started_ms: row.try_get("started_ms")?,
-                        live_instances: count("live_instances")?,
-                        busy_instances: count("busy_instances")?,
-                    },
-                    heartbeat_age_ms: row.try_get::<i64, _>("age")?.max(0),
-                })
-            })
-            .collect()
+        rows.iter().map(decode_node).collect()
     }
 
     async fn leave(&self, id: &str) -> Result<()> {
@@ -187,25 +193,7 @@ impl NodeStore for PostgresMetadata {
         ))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                let count = |name: &str| -> Result<u32> {
-                    let n: i64 = row.try_get(name)?;
-                    Ok(u32::try_from(n).unwrap_or(0))
-                };
-                Ok(NodeRecord {
-                    beat: NodeBeat {
-                        id: row.try_get("id")?,
-                        address: row.try_get("address")?,
-                        version: row.try_get("version")?,
-                        started_ms: row.try_get("started_ms")?,
-                        live_instances: count("live_instances")?,
-                        busy_instances: count("busy_instances")?,
-                    },
-                    heartbeat_age_ms: row.try_get::<i64, _>("age")?.max(0),
-                })
-            })
-            .collect()
+        rows.iter().map(decode_node).collect()
     }
 
     async fn leave(&self, id: &str) -> Result<()> {
@@ -251,68 +239,5 @@ impl ChangeFeed for PostgresMetadata {
         .fetch_all(&self.pool)
         .await?;
         Ok((functions, latest))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn beat(id: &str, live: u32) -> NodeBeat {
-        NodeBeat {
-            id: id.to_owned(),
-            address: format!("{id}.example:9300"),
-            version: "0.1.0".to_owned(),
-            started_ms: 1,
-            live_instances: live,
-            busy_instances: 0,
-        }
-    }
-
-    #[tokio::test]
-    async fn heartbeats_record_rewrite_and_leave() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = SqliteMetadata::open(&dir.path().join("m.db"))
-            .await
-            .expect("open");
-        store.heartbeat(&beat("b", 1)).await.expect("b");
-        store.heartbeat(&beat("a", 2)).await.expect("a");
-        store.heartbeat(&beat("b", 5)).await.expect("b again");
-        let nodes = store.nodes().await.expect("nodes");
-        assert_eq!(
-            nodes.iter().map(|n| n.beat.clone()).collect::<Vec<_>>(),
-            vec![beat("a", 2), beat("b", 5)]
-        );
-        assert!(nodes
-            .iter()
-            .all(|n| (0..5_000).contains(&n.heartbeat_age_ms)));
-        store.leave("a").await.expect("leave");
-        assert_eq!(store.nodes().await.expect("nodes").len(), 1);
-    }
-
-    #[tokio::test]
-    async fn the_change_feed_says_what_changed_since_a_place() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let store = SqliteMetadata::open(&dir.path().join("m.db"))
-            .await
-            .expect("open");
-        assert_eq!(store.changes_since(0).await.expect("empty"), (vec![], 0));
-        let first = store.record_change("f").await.expect("f");
-        store.record_change("g").await.expect("g");
-        let last = store.record_change("f").await.expect("f again");
-        let (mut changed, latest) = store.changes_since(0).await.expect("all");
-        changed.sort();
-        assert_eq!(
-            (changed, latest),
-            (vec!["f".to_owned(), "g".to_owned()], last)
-        );
-        assert_eq!(
-            store.changes_since(first + 1).await.expect("since"),
-            (vec!["f".to_owned()], last)
-        );
-        assert_eq!(
-            store.changes_since(last).await.expect("none"),
-            (vec![], last)
-        );
     }
 }
