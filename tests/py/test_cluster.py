@@ -213,3 +213,45 @@ def test_a_per_second_schedule_fires_once_per_tick_across_the_cluster(cluster):
         assert ticks == list(range(ticks[0], ticks[0] + len(ticks))), ticks
     finally:
         sink.close()
+
+
+def test_reserved_concurrency_holds_across_the_cluster(cluster):
+    """Reserved concurrency 2, 20 parallel callers spread over three nodes: never more than two
+    running at once, and every caller gets a 200 or a 429."""
+    import threading
+
+    from botocore.exceptions import ClientError
+
+    sink = Sink()
+    try:
+        a, b, c = cluster(3)
+        wait_live([a, b, c])
+        name = unique_name()
+        source = POST_TO_SINK + ("import time\n"
+                                 "def handler(event, context):\n"
+                                 "    began = time.time()\n"
+                                 "    time.sleep(0.5)\n"
+                                 "    post(f'{began},{time.time()}')\n")
+        deploy(a.client, name, source, Environment={"Variables": {"SINK": sink.url}}, Timeout=10)
+        a.client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=2)
+        statuses = []
+
+        def call(node):
+            try:
+                statuses.append(node.new_client().invoke(FunctionName=name, Payload=b"{}")["StatusCode"])
+            except ClientError as e:
+                statuses.append(e.response["ResponseMetadata"]["HTTPStatusCode"])
+
+        threads = [threading.Thread(target=call, args=((a, b, c)[i % 3],)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert set(statuses) <= {200, 429} and len(statuses) == 20, statuses
+        ran = sink.wait_for(statuses.count(200))
+        spans = [tuple(map(float, r.split(","))) for r in ran]
+        most = max(sum(1 for s, e in spans if s <= at < e) for at, _ in spans)
+        assert most <= 2, f"{most} ran at once: {sorted(spans)}"
+        assert statuses.count(200) >= 2
+    finally:
+        sink.close()
