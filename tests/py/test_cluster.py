@@ -255,3 +255,52 @@ def test_reserved_concurrency_holds_across_the_cluster(cluster):
         assert statuses.count(200) >= 2
     finally:
         sink.close()
+
+
+def provisioned_here(srv, function):
+    return [i for i in get_json(srv, f"/nimbus/v1/instances?function={function}")["instances"]
+            if i["provisioned"]]
+
+
+def test_provisioned_concurrency_is_n_in_the_cluster_and_moves_with_its_home(cluster):
+    a, b, c = cluster(3)
+    wait_live([a, b, c])
+    nodes = {node_id(n): n for n in (a, b, c)}
+    # A function whose home is not a, the node the configuration is put on.
+    name = next(n for n in (unique_name() for _ in range(200)) if nodes[home_of(n, list(nodes))] is not a)
+    home = nodes[home_of(name, list(nodes))]
+    deploy(a.client, name, VERSIONED % "one", Publish=True)
+    a.client.put_provisioned_concurrency_config(FunctionName=name, Qualifier="1",
+                                               ProvisionedConcurrentExecutions=3)
+
+    def ready_everywhere(alive, timeout=20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = [n.client.get_provisioned_concurrency_config(FunctionName=name, Qualifier="1")
+                   for n in alive]
+            if all(g["Status"] == "READY" and g["AvailableProvisionedConcurrentExecutions"] == 3
+                   for g in got):
+                return
+            time.sleep(0.3)
+        raise AssertionError(f"not READY everywhere: {got}")
+
+    ready_everywhere([a, b, c])
+    time.sleep(1.5)  # any node that started some at its own start has reconciled by now
+    counts = {n.endpoint: len(provisioned_here(n, name)) for n in (a, b, c)}
+    assert counts == {n.endpoint: (3 if n is home else 0) for n in (a, b, c)}, counts
+    # The home dies: the instances are started again on the function's new home.
+    home.kill()
+    survivors = [n for n in (a, b, c) if n is not home]
+    wait_live(survivors)
+    new_home = {node_id(n): n for n in survivors}[home_of(name, [node_id(n) for n in survivors])]
+    ready_everywhere(survivors)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        counts = {n.endpoint: len(provisioned_here(n, name)) for n in survivors}
+        if counts == {n.endpoint: (3 if n is new_home else 0) for n in survivors}:
+            break
+        time.sleep(0.3)
+    assert counts == {n.endpoint: (3 if n is new_home else 0) for n in survivors}, counts
+    out = survivors[0].client.invoke(FunctionName=name, Qualifier="1", LogType="Tail")
+    assert json.loads(out["Payload"].read())["version"] == "one"
+    assert "Init Duration" not in base64.b64decode(out["LogResult"]).decode(), "a provisioned instance served it"

@@ -33,6 +33,9 @@ use crate::{ApiError, Credentials, RequestId};
 const INVOCATIONS: &str = "/nimbus/internal/v1/functions/{name}/invocations";
 /// Where a node hears that a function changed on another.
 const CHANGES: &str = "/nimbus/internal/v1/functions/{name}/changes";
+/// Where a node asks a function's home how many provisioned instances are ready (a POST,
+/// like every internal call, so it is signed the same way).
+const PROVISIONED: &str = "/nimbus/internal/v1/functions/{name}/provisioned";
 
 /// How much of a forwarded invocation's log comes back (what `LogType=Tail` shows).
 const LOG_TAIL_BYTES: usize = 4096;
@@ -55,6 +58,21 @@ pub(crate) fn routes() -> Router<Arc<Platform>> {
     Router::new()
         .route(INVOCATIONS, post(invoke_forwarded))
         .route(CHANGES, post(change_announced))
+        .route(PROVISIONED, post(provisioned_ready))
+}
+
+/// How many provisioned instances of `?version=` are ready on this node.
+async fn provisioned_ready(
+    State(platform): State<Arc<Platform>>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> axum::Json<serde_json::Value> {
+    let version = params
+        .get("version")
+        .map(String::as_str)
+        .unwrap_or_default();
+    let (_, ready) = platform.scheduler().provisioned(&name, version);
+    axum::Json(serde_json::json!({ "ready": ready }))
 }
 
 /// Another node changed a function: this node drops what it cached of it.
@@ -190,6 +208,39 @@ impl HttpForwarder {
 
 #[async_trait]
 impl Forwarder for HttpForwarder {
+    async fn provisioned_ready(
+        &self,
+        address: &str,
+        function: &str,
+        version: &str,
+    ) -> Result<u32, ForwardError> {
+        let path = PROVISIONED.replace("{name}", &sigv4::uri_encode(function, false));
+        let request = self
+            .signed_post(address, &path, vec![("version", version)], Bytes::new())
+            .map_err(ForwardError::Refused)?;
+        let unreachable = |why: String| ForwardError::Unreachable {
+            address: address.to_owned(),
+            why,
+        };
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        let answer: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| unreachable(e.to_string()))?;
+        Ok(answer["ready"]
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0))
+    }
+
     async fn announce_change(&self, address: &str, function: &str) -> Result<(), ForwardError> {
         let path = CHANGES.replace("{name}", &sigv4::uri_encode(function, false));
         let request = self

@@ -168,7 +168,6 @@ impl Platform {
     /// provisioned instances to start.
     pub async fn start(self: &Arc<Self>) -> Result<()> {
         self.load().await?;
-        self.restore_provisioned().await?;
         self.start_async_delivery().await?;
         self.start_schedules().await
     }

@@ -74,8 +74,11 @@ impl Platform {
             .put_provisioned(&config)
             .await
             .map_err(store_error)?;
-        self.scheduler.provision(&version, requested);
-        let (_, available) = self.scheduler.provisioned(&version.name, &version.version);
+        // The instances start on the function's home node: here, or there within a second.
+        if self.home_elsewhere(&version.name).is_none() {
+            self.scheduler.provision(&version, requested);
+        }
+        let available = self.provisioned_ready(&version).await;
         Ok(ProvisionedStatus { config, available })
     }
 
@@ -97,8 +100,66 @@ impl Platform {
                     "No Provisioned Concurrency Config found for this function",
                 )
             })?;
-        let (_, available) = self.scheduler.provisioned(&version.name, &version.version);
+        let available = self.provisioned_ready(&version).await;
         Ok(ProvisionedStatus { config, available })
+    }
+
+    /// How many of `version`'s provisioned instances are ready, on the function's home node
+    /// (asked of it when it is another node; 0 if it cannot be reached).
+    pub async fn provisioned_ready(&self, version: &FunctionConfig) -> u32 {
+        match (self.home_elsewhere(&version.name), self.routing.get()) {
+            (Some((node, address)), Some(routing)) => routing
+                .forwarder
+                .provisioned_ready(&address, &version.name, &version.version)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(%node, error = %e, "could not ask the home node how many provisioned instances are ready");
+                    0
+                }),
+            _ => self.scheduler.provisioned(&version.name, &version.version).1,
+        }
+    }
+
+    /// Keeps this node's provisioned instances as the stored configurations and the
+    /// cluster's membership say: a function's instances on its home node, none elsewhere
+    /// (they move when the home does). Run at start and every second.
+    pub(crate) async fn reconcile_provisioned(&self) -> Result<()> {
+        let mut wanted = std::collections::HashSet::new();
+        for config in self
+            .meta
+            .list_provisioned(None)
+            .await
+            .map_err(store_error)?
+        {
+            let version = match self
+                .get_function(&config.function, Some(&config.qualifier))
+                .await
+            {
+                Ok(version) => version,
+                Err(e) => {
+                    tracing::warn!(function = %config.function, qualifier = %config.qualifier, error = %e, "provisioned concurrency for a missing version");
+                    continue;
+                }
+            };
+            if self.home_elsewhere(&version.name).is_some() {
+                continue;
+            }
+            wanted.insert((version.name.clone(), version.version.clone()));
+            let (requested, _) = self.scheduler.provisioned(&version.name, &version.version);
+            if requested != config.requested {
+                self.scheduler.provision(&version, config.requested);
+            }
+        }
+        for (name, version) in self.scheduler.provisioned_targets() {
+            if !wanted.contains(&(name.clone(), version.clone())) {
+                if let Ok(config) = self.get_function(&name, Some(&version)).await {
+                    self.scheduler.provision(&config, 0);
+                } else {
+                    self.scheduler.retire(&name, Some(&version), None);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// DeleteProvisionedConcurrencyConfig.
@@ -133,36 +194,11 @@ impl Platform {
                 .get_function(&owner.name, Some(&config.qualifier))
                 .await
             {
-                Ok(version) => {
-                    self.scheduler
-                        .provisioned(&version.name, &version.version)
-                        .1
-                }
+                Ok(version) => self.provisioned_ready(&version).await,
                 Err(_) => 0,
             };
             out.push(ProvisionedStatus { config, available });
         }
         Ok(out)
-    }
-
-    /// Starts the provisioned instances of every stored configuration (at server start).
-    pub(crate) async fn restore_provisioned(&self) -> Result<()> {
-        for config in self
-            .meta
-            .list_provisioned(None)
-            .await
-            .map_err(store_error)?
-        {
-            match self
-                .get_function(&config.function, Some(&config.qualifier))
-                .await
-            {
-                Ok(version) => self.scheduler.provision(&version, config.requested),
-                Err(e) => {
-                    tracing::warn!(function = %config.function, qualifier = %config.qualifier, error = %e, "provisioned concurrency for a missing version")
-                }
-            }
-        }
-        Ok(())
     }
 }

@@ -55,6 +55,14 @@ pub trait Forwarder: Send + Sync {
         address: &str,
         function: &str,
     ) -> std::result::Result<(), ForwardError>;
+    /// How many provisioned instances of `function`'s `version` are ready on the node at
+    /// `address` (its home).
+    async fn provisioned_ready(
+        &self,
+        address: &str,
+        function: &str,
+        version: &str,
+    ) -> std::result::Result<u32, ForwardError>;
 }
 
 /// This node's view of the cluster, for routing.
@@ -90,7 +98,8 @@ impl Platform {
             feed,
         });
         tokio::spawn(follow_changes(Arc::downgrade(self), start));
-        Ok(())
+        // Provisioned instances on their functions' home nodes, from now on.
+        self.reconcile_provisioned().await
     }
 
     /// A function changed through this node: its cached entries go here and, before this
@@ -148,8 +157,8 @@ impl Platform {
         }
     }
 
-    /// The node an invocation of `function` should run on, if not this one.
-    fn home_elsewhere(&self, function: &str) -> Option<(String, String)> {
+    /// The node (id, address) an invocation of `function` should run on, if not this one.
+    pub(crate) fn home_elsewhere(&self, function: &str) -> Option<(String, String)> {
         let routing = self.routing.get()?;
         let live = routing.membership.live_now();
         let home = nimbus_core::placement::home(function, live.iter().map(|n| n.beat.id.as_str()))?;
@@ -220,6 +229,10 @@ async fn follow_changes(platform: std::sync::Weak<Platform>, mut seen: i64) {
                 seen = latest.max(seen);
             }
             Err(e) => tracing::warn!(error = %e, "reading the change feed failed; retrying"),
+        }
+        // Homes move as nodes come and go, and configurations change on other nodes.
+        if let Err(e) = platform.reconcile_provisioned().await {
+            tracing::warn!(error = %e, "reconciling provisioned concurrency failed; retrying");
         }
     }
 }

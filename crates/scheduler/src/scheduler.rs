@@ -523,6 +523,16 @@ impl Scheduler {
         entry.retry_at = None;
     }
 
+    /// The versions this node keeps provisioned instances of (name, version), wanted > 0.
+    pub fn provisioned_targets(&self) -> Vec<(String, String)> {
+        self.state()
+            .provisioning
+            .iter()
+            .filter(|(_, p)| p.requested > 0)
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
     /// How many provisioned instances of a version are wanted and how many are ready.
     pub fn provisioned(&self, name: &str, version: &str) -> (u32, u32) {
         self.state()
