@@ -99,6 +99,26 @@ impl Membership {
         }
     }
 
+    /// The home node (id, address) of `key` among the live nodes, if it is another node.
+    /// On the invoke path: no copy of the membership, and nothing to hash when this node
+    /// is alone.
+    pub fn home_elsewhere(&self, key: &str) -> Option<(String, String)> {
+        let live = match self.live.read() {
+            Ok(known) => known,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if live.len() <= 1 {
+            return None;
+        }
+        let home = nimbus_core::placement::home(key, live.iter().map(|n| n.beat.id.as_str()))?;
+        if home == self.config.node_id {
+            return None;
+        }
+        live.iter()
+            .find(|n| n.beat.id == home)
+            .map(|n| (n.beat.id.clone(), n.beat.address.clone()))
+    }
+
     /// How old a heartbeat may be for its node to count as live.
     fn live_within_ms(&self) -> i64 {
         let window = self.config.heartbeat * self.config.missed_beats.max(1);

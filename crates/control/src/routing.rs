@@ -159,15 +159,7 @@ impl Platform {
 
     /// The node (id, address) an invocation of `function` should run on, if not this one.
     pub(crate) fn home_elsewhere(&self, function: &str) -> Option<(String, String)> {
-        let routing = self.routing.get()?;
-        let live = routing.membership.live_now();
-        let home = nimbus_core::placement::home(function, live.iter().map(|n| n.beat.id.as_str()))?;
-        if home == routing.membership.node_id() {
-            return None;
-        }
-        live.iter()
-            .find(|n| n.beat.id == home)
-            .map(|n| (n.beat.id.clone(), n.beat.address.clone()))
+        self.routing.get()?.membership.home_elsewhere(function)
     }
 
     /// Invoke, in the cluster: on the function's home node, or here when that is this node,
