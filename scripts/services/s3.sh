@@ -38,10 +38,11 @@ start_s3() {
   S3_DIR=$(mktemp -d "$2/s3-data.XXXXXX")
   local key=nimbus-test secret=nimbus-test-secret bucket=nimbus-test port
   port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # The root must exist before the server starts: it opens it at once.
+  mkdir -p "$S3_DIR/root"
   "$bin" --host 127.0.0.1 --port "$port" --access-key "$key" --secret-key "$secret" \
     "$S3_DIR/root" >"$S3_DIR/server.log" 2>&1 &
   S3_PID=$!
-  mkdir -p "$S3_DIR/root"
   local endpoint="http://127.0.0.1:$port" empty_sha256
   empty_sha256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
   # Ready when it answers a signed CreateBucket (s3s wants the payload hash sent).
